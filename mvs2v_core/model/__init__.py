@@ -1,0 +1,1 @@
+"""The Wan-compatible DiT, its configs and checkpoint loading."""

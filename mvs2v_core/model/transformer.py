@@ -1,0 +1,384 @@
+"""A Wan 2.1 / 2.2 DiT that also takes multi-view reference tokens.
+
+Module and parameter names follow the original Wan code (``blocks.N.self_attn.q``), so original
+and ComfyUI checkpoints load without renaming. With no references the forward pass is the plain
+Wan text-to-video (or I2V) model; with a :class:`ReferenceConditioning` the reference slots are
+patch-embedded with the same Conv3d, empty slots are handled by the empty-slot mode, the tokens are
+appended after the video tokens, every token gets its position from the chosen scheme, and only the
+video tokens go through the output head.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..errors import MVS2VError
+from ..references.conditioning import ReferenceConditioning
+from ..references.positions import build_position_ids, video_position_ids
+from .config import WanConfig
+from .rope import apply_rope, rope_cos_sin
+
+
+class RMSNorm(nn.Module):
+    """RMS norm over the last dim, computed in float32; weight ``[dim]``."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (y * self.weight.float()).type_as(x)
+
+
+class FP32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the input dtype (as Wan does)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.float() if self.weight is not None else None
+        b = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).type_as(x)
+
+
+class Modulation:
+    """Per-token modulation vectors without materialising ``[B, L, 6, dim]``.
+
+    ``table`` holds one row per distinct timestep (``[B, 1, n, dim]`` when every token of a sample
+    shares its timestep, else ``[U, n, dim]`` over the U distinct values); ``index`` (``[B, L]``,
+    or None) picks each token's row.
+    """
+
+    def __init__(self, table: torch.Tensor, index: torch.Tensor | None) -> None:
+        self.table = table
+        self.index = index
+
+    def chunk(self, i: int) -> torch.Tensor:
+        """Vector ``i``, broadcastable to ``[B, L, dim]`` (float32)."""
+        if self.index is None:
+            return self.table[:, :, i]  # [B, 1, dim]
+        return self.table[:, i][self.index]  # [B, L, dim]
+
+    def plus(self, param: torch.Tensor) -> "Modulation":
+        """Add a learned ``[1, n, dim]`` table (a block's or the head's ``modulation``)."""
+        p = param.float()
+        if self.index is None:
+            return Modulation(self.table + p.unsqueeze(0), None)
+        return Modulation(self.table + p, self.index)
+
+
+class WanSelfAttention(nn.Module):
+    """Self-attention with RMS q/k norm and 3D RoPE. Input/output ``[B, L, dim]``."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, eps)
+        self.norm_k = RMSNorm(dim, eps)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q = self.norm_q(self.q(x)).view(b, n, self.num_heads, -1)
+        k = self.norm_k(self.k(x)).view(b, n, self.num_heads, -1)
+        v = self.v(x).view(b, n, self.num_heads, -1)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return self.o(out.transpose(1, 2).flatten(2))
+
+
+class WanCrossAttention(nn.Module):
+    """Cross-attention to the text context, plus the I2V image context when ``image_branch``.
+
+    Input ``x`` ``[B, L, dim]``; ``context`` ``[B, Lc, dim]``; ``context_img`` ``[B, Li, dim]``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, eps: float = 1e-6, image_branch: bool = False) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, eps)
+        self.norm_k = RMSNorm(dim, eps)
+        if image_branch:
+            self.k_img = nn.Linear(dim, dim)
+            self.v_img = nn.Linear(dim, dim)
+            self.norm_k_img = RMSNorm(dim, eps)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        b = q.shape[0]
+        heads = lambda t: t.view(b, t.shape[1], self.num_heads, -1).transpose(1, 2)  # noqa: E731
+        return F.scaled_dot_product_attention(heads(q), heads(k), heads(v)).transpose(1, 2).flatten(2)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, context_img: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        q = self.norm_q(self.q(x))
+        out = self._attend(q, self.norm_k(self.k(context)), self.v(context))
+        if context_img is not None:
+            if not hasattr(self, "k_img"):
+                raise MVS2VError("image features were given to a model without an image branch (a T2V model)")
+            out = out + self._attend(q, self.norm_k_img(self.k_img(context_img)), self.v_img(context_img))
+        return self.o(out)
+
+
+class WanBlock(nn.Module):
+    """One DiT block: modulated self-attention, cross-attention, modulated tanh-GELU FFN."""
+
+    def __init__(self, cfg: WanConfig) -> None:
+        super().__init__()
+        dim = cfg.dim
+        self.norm1 = FP32LayerNorm(dim, cfg.eps, elementwise_affine=False)
+        self.self_attn = WanSelfAttention(dim, cfg.num_heads, cfg.eps)
+        self.norm3 = FP32LayerNorm(dim, cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        self.cross_attn = WanCrossAttention(dim, cfg.num_heads, cfg.eps, image_branch=cfg.is_i2v)
+        self.norm2 = FP32LayerNorm(dim, cfg.eps, elementwise_affine=False)
+        self.ffn = nn.Sequential(nn.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        e: Modulation,
+        context: torch.Tensor,
+        context_img: torch.Tensor | None,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+    ) -> torch.Tensor:
+        m = e.plus(self.modulation)
+        shift, scale, gate = m.chunk(0), m.chunk(1), m.chunk(2)
+        h = (self.norm1(x).float() * (1 + scale) + shift).type_as(x)
+        x = (x.float() + self.self_attn(h, cos, sin).float() * gate).type_as(x)
+        x = x + self.cross_attn(self.norm3(x), context, context_img)
+        shift, scale, gate = m.chunk(3), m.chunk(4), m.chunk(5)
+        h = (self.norm2(x).float() * (1 + scale) + shift).type_as(x)
+        return (x.float() + self.ffn(h).float() * gate).type_as(x)
+
+
+class WanHead(nn.Module):
+    """Output head: modulated LayerNorm then a linear map to ``prod(patch) * out_dim`` per token."""
+
+    def __init__(self, cfg: WanConfig) -> None:
+        super().__init__()
+        self.norm = FP32LayerNorm(cfg.dim, cfg.eps, elementwise_affine=False)
+        self.head = nn.Linear(cfg.dim, math.prod(cfg.patch_size) * cfg.out_dim)
+        self.modulation = nn.Parameter(torch.randn(1, 2, cfg.dim) / cfg.dim**0.5)
+
+    def forward(self, x: torch.Tensor, e: Modulation) -> torch.Tensor:
+        m = e.plus(self.modulation)
+        return self.head((self.norm(x).float() * (1 + m.chunk(1)) + m.chunk(0)).type_as(x))
+
+
+class WanImageEmbedding(nn.Module):
+    """I2V image branch: CLIP features ``[B, Li, image_dim]`` -> ``[B, Li, dim]``."""
+
+    def __init__(self, image_dim: int, dim: int, pos_len: int | None = None) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(
+            FP32LayerNorm(image_dim),
+            nn.Linear(image_dim, image_dim),
+            nn.GELU(),
+            nn.Linear(image_dim, dim),
+            FP32LayerNorm(dim),
+        )
+        if pos_len is not None:
+            self.emb_pos = nn.Parameter(torch.zeros(1, pos_len, image_dim))
+
+    def forward(self, clip_fea: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "emb_pos"):
+            b, n, d = clip_fea.shape
+            clip_fea = clip_fea.reshape(-1, 2 * n, d) + self.emb_pos
+        return self.proj(clip_fea)
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[N]`` timesteps -> ``[N, dim]`` ``cat(cos, sin)`` features, phases in float64 as in Wan."""
+    half = dim // 2
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    ang = torch.outer(t.to(torch.float64), freqs)
+    return torch.cat([ang.cos(), ang.sin()], dim=1).float()
+
+
+class WanDiT(nn.Module):
+    """Wan DiT with optional multi-view reference tokens.
+
+    Args:
+        config: a :class:`WanConfig` (or pass its fields as keyword arguments).
+    """
+
+    def __init__(self, config: WanConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        cfg = config if config is not None else WanConfig(**kwargs)
+        self.config = cfg
+        dim = cfg.dim
+        self.patch_embedding = nn.Conv3d(cfg.in_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim))
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList([WanBlock(cfg) for _ in range(cfg.num_layers)])
+        self.head = WanHead(cfg)
+        if cfg.is_i2v:
+            self.img_emb = WanImageEmbedding(cfg.image_dim, dim, cfg.image_pos_len)  # type: ignore[arg-type]
+        self.gradient_checkpointing = False
+
+    # ---------------------------------------------------------------------------------------------
+    def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each block in the backward pass instead of storing its activations."""
+        self.gradient_checkpointing = enabled
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.patch_embedding.weight.dtype
+
+    def _embed_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, F, H, W]`` -> ``[B, F', H', W', dim]``; the Conv3d runs in float32 as in Wan."""
+        w = self.patch_embedding.weight
+        y = F.conv3d(x.float(), w.float(), self.patch_embedding.bias.float(), stride=self.config.patch_size)
+        return y.to(self.dtype).permute(0, 2, 3, 4, 1)
+
+    def _reference_tokens(self, refs: ReferenceConditioning, grid_hw: tuple[int, int]) -> torch.Tensor:
+        """Patch-embedded reference slots ``[B, n_kept * H' * W', dim]`` in token order."""
+        layout = refs.layout
+        kept = layout.kept_slots(refs.empty_slot_mode)
+        lat = refs.latents[:, :, kept]
+        tok = self._embed_patches(lat.to(self.patch_embedding.weight.device))  # [B, S_k, H', W', dim]
+        if tok.shape[2:4] != grid_hw:
+            raise MVS2VError(
+                f"reference latents give a {tok.shape[2]}x{tok.shape[3]} token grid but the video gives "
+                f"{grid_hw[0]}x{grid_hw[1]}: letterbox the references to the video's width and height"
+            )
+        if refs.empty_slot_mode == "proxy":
+            filled = layout.filled
+            empty = [j for j, s in enumerate(kept) if not filled[s]]
+            if empty:
+                views = layout.slot_view()
+                proxy = refs.proxy_tokens.to(device=tok.device, dtype=tok.dtype)  # type: ignore[union-attr]
+                mask = torch.zeros(len(kept), dtype=torch.bool, device=tok.device)
+                mask[empty] = True
+                # Each empty slot's whole h x w grid becomes its slot's proxy vector.
+                fill = proxy[[views[s] for s in kept]]  # [S_k, dim]
+                tok = torch.where(mask[None, :, None, None, None], fill[None, :, None, None, :], tok)
+        return tok.flatten(1, 3)
+
+    def _time_modulation(
+        self, timestep: torch.Tensor, batch: int, n_video: int, n_ref: int, ref_zero: bool
+    ) -> tuple[Modulation, Modulation]:
+        """Time embedding -> (block modulation [.., 6, dim], head modulation [.., 1, dim])."""
+        if timestep.ndim == 0:
+            timestep = timestep.expand(batch)
+        per_token = timestep.ndim == 2
+        if per_token and timestep.shape[1] != n_video:
+            raise MVS2VError(
+                f"per-token timesteps must be [batch, {n_video}] (one per video token), got {tuple(timestep.shape)}"
+            )
+        if n_ref and (ref_zero or per_token):
+            if per_token:
+                # References take the clip's noise level (its largest video timestep) unless zero.
+                ref_t = timestep.new_zeros(batch, n_ref) if ref_zero else timestep.amax(1, keepdim=True).expand(batch, n_ref)
+                t = torch.cat([timestep, ref_t], dim=1)
+            else:
+                t = torch.cat([timestep[:, None].expand(batch, n_video), timestep.new_zeros(batch, n_ref)], dim=1)
+            per_token = True
+        else:
+            t = timestep
+        if per_token:
+            values, index = torch.unique(t.float(), return_inverse=True)
+        else:
+            values, index = t.float(), None
+        e = self.time_embedding(sinusoidal_embedding(values, self.config.freq_dim).to(self.time_embedding[0].weight.dtype)).float()
+        e0 = self.time_projection(e).float().unflatten(1, (6, -1))  # [N, 6, dim]
+        if index is None:
+            return Modulation(e0[:, None], None), Modulation(e[:, None, None], None)
+        return Modulation(e0, index), Modulation(e[:, None], index)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        context: torch.Tensor,
+        clip_fea: torch.Tensor | None = None,
+        refs: ReferenceConditioning | None = None,
+    ) -> torch.Tensor:
+        """Predict the flow velocity for the video latents.
+
+        Args:
+            x: noisy video latents ``[B, in_dim, F, H, W]`` (H, W divisible by the patch size).
+            timestep: ``[B]`` (or a scalar) in [0, 1000], or ``[B, F'*H'*W']`` per video token (Wan 2.2).
+            context: text embeddings ``[B, Lc, text_dim]``; zero-padded to ``text_len`` when shorter.
+                MFI tokens, when used, are already appended (see :mod:`mvs2v_core.references.mfi`).
+            clip_fea: CLIP features ``[B, 257, image_dim]`` for I2V models.
+            refs: reference slots, layout and position scheme; None for plain T2V.
+
+        Returns:
+            Velocity ``[B, out_dim, F, H, W]`` for the video frames only.
+        """
+        cfg = self.config
+        if x.ndim != 5 or x.shape[1] != cfg.in_dim:
+            raise MVS2VError(
+                f"video latents must be [batch, {cfg.in_dim}, frames, height, width] for this model, got {tuple(x.shape)}"
+            )
+        b, _, f, h, w = x.shape
+        pt, ph, pw = cfg.patch_size
+        if f % pt or h % ph or w % pw:
+            raise MVS2VError(f"latent size {f}x{h}x{w} is not divisible by the patch size {cfg.patch_size}")
+        grid = (f // pt, h // ph, w // pw)
+        tokens = self._embed_patches(x).flatten(1, 3)  # [B, Lv, dim]
+        n_video = tokens.shape[1]
+        n_ref = 0
+        if refs is not None:
+            if refs.latents.shape[0] != b or refs.latents.shape[1] != cfg.in_dim:
+                raise MVS2VError(
+                    f"reference latents {tuple(refs.latents.shape)} do not match the video latents "
+                    f"{tuple(x.shape)}: batch and channel counts must agree"
+                )
+            ref_tok = self._reference_tokens(refs, grid[1:])
+            n_ref = ref_tok.shape[1]
+            tokens = torch.cat([tokens, ref_tok], dim=1)
+            pos = build_position_ids(grid, refs.layout, refs.scheme, refs.empty_slot_mode)
+        else:
+            pos = video_position_ids(grid)
+        cos, sin = rope_cos_sin(pos.to(tokens.device), cfg.head_dim)
+
+        e_blocks, e_head = self._time_modulation(
+            timestep.to(tokens.device), b, n_video, n_ref, refs is not None and refs.ref_timestep == "zero"
+        )
+
+        if context.shape[1] < cfg.text_len:
+            context = F.pad(context, (0, 0, 0, cfg.text_len - context.shape[1]))
+        ctx = self.text_embedding(context.to(self.text_embedding[0].weight.dtype))
+        ctx_img = None
+        if clip_fea is not None:
+            if not cfg.is_i2v:
+                raise MVS2VError("CLIP image features were given, but this is a T2V model without an image branch")
+            ctx_img = self.img_emb(clip_fea.to(self.text_embedding[0].weight.dtype))
+
+        for block in self.blocks:
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                tokens = checkpoint(block, tokens, e_blocks, ctx, ctx_img, cos, sin, use_reentrant=False)
+            else:
+                tokens = block(tokens, e_blocks, ctx, ctx_img, cos, sin)
+
+        video = tokens[:, :n_video]
+        if e_head.index is not None:
+            e_head = Modulation(e_head.table, e_head.index[:, :n_video])
+        out = self.head(video, e_head)
+        return self.unpatchify(out, grid)
+
+    def unpatchify(self, tokens: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """``[B, F'*H'*W', pt*ph*pw*C]`` -> ``[B, C, F'*pt, H'*ph, W'*pw]``."""
+        b = tokens.shape[0]
+        pt, ph, pw = self.config.patch_size
+        fg, hg, wg = grid
+        u = tokens.view(b, fg, hg, wg, pt, ph, pw, -1)
+        return u.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, -1, fg * pt, hg * ph, wg * pw)

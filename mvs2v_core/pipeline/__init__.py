@@ -1,0 +1,1 @@
+"""Standalone generation pipeline: VAE, text encoder, reference images, video output."""

@@ -1,0 +1,1 @@
+"""Reference layouts, position schemes, empty-slot handling and MFI."""

@@ -1,0 +1,1 @@
+"""Rectified-flow sampling: shifted schedules, Euler / Heun / flow UniPC, CFG and three-pass guidance."""
