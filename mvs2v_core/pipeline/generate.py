@@ -1,0 +1,289 @@
+"""Standalone multi-view subject-to-video generation: text + reference views -> video.
+
+The flow follows Phantom-Wan, with multi-view slots: every reference view is letterboxed onto a
+white canvas of the output size and VAE-encoded alone into one latent frame; the frames go into
+their view slots; the DiT sees them after the video tokens with the chosen position scheme; the
+three-pass guidance contrasts no references / references / references + prompt.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..errors import MVS2VError
+from ..model.transformer import WanDiT
+from ..references.conditioning import ReferenceConditioning
+from ..references.layout import ReferenceLayout
+from ..references.mfi import MFIProjector
+from ..references.positions import PositionScheme
+from ..sampling.guidance import CFGGuidance, Condition, Guidance, NoGuidance, PhantomGuidance
+from ..sampling.sampler import make_noise, sample
+from .images import gray_image, letterbox, load_image, to_tensor
+
+
+@dataclass
+class SubjectInput:
+    """One subject: its view images (paths or PIL images), optional view labels, the frontal view."""
+
+    name: str
+    images: Sequence[Any]
+    labels: Sequence[str | float | None] | None = None
+    frontal: int | None = None
+
+
+@dataclass
+class GenerationSettings:
+    """Everything about one generation except the models.
+
+    ``ref_scale`` / ``text_scale`` are Phantom's three-pass scales (defaults 5.0 / 7.5, as Phantom);
+    with no subjects, ``text_scale`` is a plain CFG scale.
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 832
+    height: int = 480
+    frames: int = 81
+    steps: int = 50
+    seed: int = 0
+    shift: float = 5.0
+    solver: str = "unipc"
+    ref_scale: float = 5.0
+    text_scale: float = 7.5
+    scheme: PositionScheme = field(default_factory=lambda: PositionScheme("ts"))
+    slots_per_subject: int = 4
+    empty_slot_mode: str = "gray"
+    ref_timestep: str = "same"
+    max_batch_passes: int | None = None
+
+
+@dataclass
+class GenerationResult:
+    """``video``: ``[F, H, W, 3]`` float in [0, 1]; ``latents``: ``[1, C, f, h, w]``; ``timings`` in seconds."""
+
+    video: torch.Tensor
+    latents: torch.Tensor
+    layout: ReferenceLayout | None
+    timings: dict[str, float]
+
+
+def check_video_size(width: int, height: int, frames: int, spatial_multiple: int, temporal_factor: int) -> None:
+    """Refuse sizes the VAE and the patch grid cannot represent, naming the nearest valid values."""
+    if frames < 1 or (frames - 1) % temporal_factor != 0:
+        lo = max(1, (frames - 1) // temporal_factor * temporal_factor + 1)
+        raise MVS2VError(
+            f"--frames {frames} is not of the form {temporal_factor}n+1 that the Wan VAE needs: "
+            f"use {lo} or {lo + temporal_factor}"
+        )
+    for name, v in (("width", width), ("height", height)):
+        if v < spatial_multiple or v % spatial_multiple != 0:
+            down = max(spatial_multiple, v // spatial_multiple * spatial_multiple)
+            raise MVS2VError(
+                f"--{name} {v} must be a positive multiple of {spatial_multiple} for this VAE and model: "
+                f"use {down} or {down + spatial_multiple}"
+            )
+
+
+def layout_for(subjects: Sequence[SubjectInput], slots_per_subject: int) -> ReferenceLayout:
+    """Place the subjects' views into slots (see :meth:`ReferenceLayout.build`)."""
+    return ReferenceLayout.build(
+        [list(s.labels) if s.labels is not None else len(s.images) for s in subjects],
+        slots_per_subject,
+        names=[s.name for s in subjects],
+        frontal=[s.frontal for s in subjects],
+    )
+
+
+class MVS2VPipeline:
+    """DiT + VAE + text encoder (+ optional adapter parts) on one device.
+
+    Args:
+        dit: the Wan DiT.
+        vae: a :class:`~mvs2v_core.pipeline.vae.WanVAE`.
+        text_encoder: a :class:`~mvs2v_core.pipeline.text.TextEncoder`.
+        proxy_tokens: ``[K, dim]`` from an adapter, for the ``proxy`` empty-slot mode.
+        mfi: an :class:`MFIProjector` and ``vision_encoder`` a callable images ``[N, 3, H, W]`` in
+            [-1, 1] -> features ``[N, tokens, vit_dim]``; both or neither.
+    """
+
+    def __init__(
+        self,
+        dit: WanDiT,
+        vae: Any,
+        text_encoder: Any,
+        proxy_tokens: torch.Tensor | None = None,
+        mfi: MFIProjector | None = None,
+        vision_encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if (mfi is None) != (vision_encoder is None):
+            raise MVS2VError(
+                "MFI needs both the adapter's projector and a vision encoder: give --vision-encoder with an "
+                "MFI adapter, or use an adapter without MFI"
+            )
+        if vae.z_dim != dit.config.in_dim:
+            raise MVS2VError(
+                f"the VAE makes {vae.z_dim}-channel latents but the DiT takes {dit.config.in_dim}: use the VAE "
+                "of the same Wan release (Wan2.1 VAE for 1.3B/14B, Wan2.2 VAE for TI2V-5B)"
+            )
+        self.dit = dit
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.proxy_tokens = proxy_tokens
+        self.mfi = mfi
+        self.vision_encoder = vision_encoder
+        self.device = torch.device(device)
+
+    # ---- conditioning ------------------------------------------------------------------------
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        """``[len(prompts), max(text_len, longest), text_dim]``, zero-padded like Wan."""
+        embs = self.text_encoder.encode(list(prompts))
+        text_len = self.dit.config.text_len
+        longest = max(text_len, max(e.shape[0] for e in embs))
+        out = torch.zeros(len(embs), longest, embs[0].shape[-1])
+        for i, e in enumerate(embs):
+            out[i, : e.shape[0]] = e.float().cpu()
+        if out.shape[-1] != self.dit.config.text_dim:
+            raise MVS2VError(
+                f"the text encoder outputs width {out.shape[-1]} but the DiT expects {self.dit.config.text_dim}: "
+                "use the umT5 encoder of the same Wan release"
+            )
+        return out
+
+    def reference_images(
+        self, subjects: Sequence[SubjectInput], layout: ReferenceLayout, width: int, height: int, empty_slot_mode: str
+    ) -> torch.Tensor:
+        """Letterboxed slot images ``[S, 3, H, W]`` in [-1, 1], token order; empty slots are mid-gray."""
+        gray = to_tensor(gray_image(width, height))
+        slots = []
+        for subj, sl in zip(subjects, layout.subjects):
+            for slot in sl.slots:
+                if slot.filled:
+                    img = subj.images[slot.source]  # type: ignore[index]
+                    pil = load_image(img) if isinstance(img, (str, Path)) else img
+                    slots.append(to_tensor(letterbox(pil, width, height)))
+                else:
+                    slots.append(gray)
+        return torch.stack(slots)
+
+    def encode_references(self, images: torch.Tensor) -> torch.Tensor:
+        """Each slot image alone through the VAE: ``[S, 3, H, W]`` -> ``[1, C, S, h, w]``."""
+        lat = self.vae.encode_images(images.to(self.vae.device, self.vae.dtype))  # [S, C, 1, h, w]
+        return lat[:, :, 0].permute(1, 0, 2, 3).unsqueeze(0).float()
+
+    def mfi_features(self, images: torch.Tensor, layout: ReferenceLayout) -> torch.Tensor:
+        """Frontal view of each subject through the vision encoder: ``[1, n_subjects, tokens, vit_dim]``."""
+        frontal = images[layout.frontal_slots()]
+        feats = self.vision_encoder(frontal)  # type: ignore[misc]
+        return feats.unsqueeze(0)
+
+    # ---- generation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        settings: GenerationSettings,
+        subjects: Sequence[SubjectInput] = (),
+        progress: Callable[[dict], None] | None = None,
+    ) -> GenerationResult:
+        s = settings
+        timings: dict[str, float] = {}
+        sf, tf = self.vae.spatial_factor, self.vae.temporal_factor
+        ph, pw = self.dit.config.patch_size[1:]
+        check_video_size(s.width, s.height, s.frames, sf * max(ph, pw), tf)
+        t0 = time.perf_counter()
+
+        ctx = self.encode_text([s.prompt, s.negative_prompt])
+        pos_ctx, neg_ctx = ctx[:1], ctx[1:]
+        timings["text_encode"] = time.perf_counter() - t0
+
+        layout = None
+        ref_lat = None
+        neg_ref_ctx = neg_noref_ctx = None
+        t1 = time.perf_counter()
+        if subjects:
+            layout = layout_for(subjects, s.slots_per_subject)
+            images = self.reference_images(subjects, layout, s.width, s.height, s.empty_slot_mode)
+            ref_lat = self.encode_references(images)
+            if self.mfi is not None:
+                feats = self.mfi_features(images, layout).to(self.device)
+                pos_ctx = self.mfi.append(pos_ctx.to(self.device), feats, self.dit.config.text_len).cpu()
+                # Passes without the prompt keep the MFI tokens only when they keep the references.
+                neg_ref_ctx = self.mfi.append(neg_ctx.to(self.device), feats, self.dit.config.text_len).cpu()
+                neg_noref_ctx = self.mfi.append(neg_ctx.to(self.device), torch.zeros_like(feats), self.dit.config.text_len).cpu()
+            else:
+                neg_ref_ctx = neg_noref_ctx = neg_ctx
+        timings["reference_encode"] = time.perf_counter() - t1
+
+        guidance = self._guidance(s, pos_ctx, neg_ctx, ref_lat, neg_ref_ctx, neg_noref_ctx)
+        model_fn = self._model_fn(s, layout)
+        f = 1 + (s.frames - 1) // tf
+        shape = (1, self.dit.config.in_dim, f, s.height // sf, s.width // sf)
+        noise = make_noise(shape, s.seed, device=self.device)
+
+        step_times: list[float] = []
+        last = [time.perf_counter()]
+
+        def on_step(info: dict) -> None:
+            now = time.perf_counter()
+            step_times.append(now - last[0])
+            last[0] = now
+            if progress is not None:
+                progress(info)
+
+        t2 = time.perf_counter()
+        latents = sample(model_fn, noise, guidance, s.steps, s.shift, s.solver, callback=on_step)
+        timings["sampling"] = time.perf_counter() - t2
+        timings["per_step"] = sum(step_times) / max(1, len(step_times))
+
+        t3 = time.perf_counter()
+        video = self.vae.decode(latents.to(self.vae.device, self.vae.dtype)).float().cpu()  # [1, 3, F, H, W]
+        timings["vae_decode"] = time.perf_counter() - t3
+        timings["total"] = time.perf_counter() - t0
+        frames = ((video[0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)
+        return GenerationResult(frames, latents.cpu(), layout, timings)
+
+    def _guidance(
+        self,
+        s: GenerationSettings,
+        pos: torch.Tensor,
+        neg: torch.Tensor,
+        ref_lat: torch.Tensor | None,
+        neg_ref: torch.Tensor | None,
+        neg_noref: torch.Tensor | None,
+    ) -> Guidance:
+        dev = self.device
+        if ref_lat is None:
+            cond: Condition = {"context": pos.to(dev)}
+            if s.text_scale == 1.0:
+                return NoGuidance(cond=cond, max_batch_passes=s.max_batch_passes)
+            return CFGGuidance(cond=cond, uncond={"context": neg.to(dev)}, scale=s.text_scale, max_batch_passes=s.max_batch_passes)
+        ref_lat = ref_lat.to(dev)
+        return PhantomGuidance(
+            ref_text={"context": pos.to(dev), "ref_latents": ref_lat},
+            ref_neg={"context": neg_ref.to(dev), "ref_latents": ref_lat},  # type: ignore[union-attr]
+            # Phantom's "no reference" pass: the same slots, zero latents (keeps the token layout).
+            no_ref_neg={"context": neg_noref.to(dev), "ref_latents": torch.zeros_like(ref_lat)},  # type: ignore[union-attr]
+            ref_scale=s.ref_scale,
+            text_scale=s.text_scale,
+            max_batch_passes=s.max_batch_passes,
+        )
+
+    def _model_fn(self, s: GenerationSettings, layout: ReferenceLayout | None):
+        dit = self.dit
+        dtype = dit.dtype
+
+        def model_fn(x: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
+            refs = None
+            if cond.get("ref_latents") is not None:
+                refs = ReferenceConditioning(
+                    cond["ref_latents"].to(dtype), layout, s.scheme, s.empty_slot_mode,  # type: ignore[arg-type]
+                    self.proxy_tokens, s.ref_timestep,
+                )
+            return dit(x.to(dtype), t, cond["context"].to(dtype), refs=refs).float()
+
+        return model_fn

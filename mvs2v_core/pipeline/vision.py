@@ -1,0 +1,76 @@
+"""Vision encoder for MFI: a local CLIP / SigLIP vision tower (transformers) -> patch features.
+
+Features are the penultimate hidden states, the layer Wan's I2V branch takes from CLIP-ViT-H
+(``[N, 257, 1280]`` at 224 px); SigLIP towers give ``[N, tokens, 1152]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import CheckpointError
+
+# CLIP's published normalisation; used when the folder has no preprocessor_config.json.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class VisionEncoder:
+    """Callable: images ``[N, 3, H, W]`` in [-1, 1] -> features ``[N, tokens, width]`` (float32)."""
+
+    def __init__(self, model: Any, image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.image_size = image_size
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+
+    @property
+    def width(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        dev = next(self.model.parameters()).device
+        x = (images.float().to(dev) + 1) / 2
+        x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False).clamp(0, 1)
+        x = (x - self.mean.to(dev)) / self.std.to(dev)
+        out = self.model(pixel_values=x.to(next(self.model.parameters()).dtype), output_hidden_states=True)
+        return out.hidden_states[-2].float()
+
+
+def load_vision_encoder(path: str | os.PathLike, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> VisionEncoder:
+    """Load a transformers CLIP or SigLIP vision model from a local folder (safetensors only)."""
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise CheckpointError(
+            f"{p} is not a vision-model folder: it needs config.json and model.safetensors "
+            "(e.g. a CLIP-ViT-H/14 or SigLIP folder saved with transformers)"
+        )
+    if not any(p.glob("*.safetensors")):
+        raise CheckpointError(f"{p} has no .safetensors weights; convert the weights to safetensors first")
+    from transformers import AutoConfig, CLIPVisionModel, SiglipVisionModel
+
+    cfg = AutoConfig.from_pretrained(str(p), local_files_only=True)
+    kind = getattr(cfg, "model_type", "")
+    if "siglip" in kind:
+        model = SiglipVisionModel.from_pretrained(str(p), local_files_only=True, use_safetensors=True)
+        mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    elif "clip" in kind:
+        model = CLIPVisionModel.from_pretrained(str(p), local_files_only=True, use_safetensors=True)
+        mean, std = CLIP_MEAN, CLIP_STD
+    else:
+        raise CheckpointError(f"{p} holds a {kind or 'unknown'} model; MFI needs a CLIP or SigLIP vision model")
+    pre = p / "preprocessor_config.json"
+    if pre.is_file():
+        info = json.loads(pre.read_text())
+        mean = tuple(info.get("image_mean", mean))
+        std = tuple(info.get("image_std", std))
+    vision_cfg = getattr(model.config, "vision_config", model.config)
+    return VisionEncoder(model.to(device, dtype), int(vision_cfg.image_size), mean, std)
