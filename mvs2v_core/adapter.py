@@ -697,7 +697,7 @@ def _patch(model: nn.Module, lora: Mapping[str, torch.Tensor], scale: float) -> 
         shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise AdapterMismatchError("the LoRA does not fit this model:\n  - " + "\n  - ".join(shown))
     with torch.no_grad():
-        for path, weight, a, b, alpha in targets:
+        for _path, weight, a, b, alpha in targets:
             delta = lora_delta(a.to(weight.device), b.to(weight.device), alpha).reshape(weight.shape)
             # Add in float32, then store back in the weight's own dtype (bf16 / fp16 / fp8).
             weight.copy_((weight.to(torch.float32) + scale * delta).to(weight.dtype))

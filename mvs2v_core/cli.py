@@ -266,9 +266,9 @@ def run_info(path: str) -> None:
             print(load_adapter(p).metadata.to_json())
             return
     from .model.config import infer_config
-    from .model.loading import normalize_keys, read_state_dict
+    from .model.loading import normalize_keys, read_meta_state_dict
 
-    sd, layout = normalize_keys(read_state_dict(p))
+    sd, layout = normalize_keys(read_meta_state_dict(p))  # headers only: instant even for 14B
     cfg = infer_config(sd)
     print(json.dumps({"layout": layout, **cfg.to_dict()}, indent=2))
 

@@ -13,7 +13,6 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-import mvs2v_core.adapter as adapter_mod
 from mvs2v_core.adapter import (
     Adapter,
     AdapterMetadata,

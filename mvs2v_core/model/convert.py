@@ -13,7 +13,8 @@ way round, so diffusers ``blocks.N.norm2.*`` is original ``blocks.N.norm3.*``.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from ..errors import CheckpointError
 

@@ -7,6 +7,7 @@ them: unpickling a file can run arbitrary code, so this module never calls ``tor
 Public API:
 
 * :func:`read_state_dict` - the tensors of a file, an index json, or a folder, as stored.
+* :func:`read_meta_state_dict` - the same names, shapes and dtypes without reading any data.
 * :func:`normalize_keys` - any supported key layout -> the original Wan names.
 * :func:`dequantize` - fold ComfyUI fp8 scales into upcast weights.
 * :func:`load_dit` - a ready :class:`~mvs2v_core.model.transformer.WanDiT` from a checkpoint.
@@ -20,8 +21,8 @@ import os
 import re
 import struct
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import torch
 from torch import nn
@@ -38,7 +39,7 @@ from .convert import (
     strip_prefix,
 )
 
-PathArg = Union[str, os.PathLike]
+PathArg = str | os.PathLike
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
@@ -181,6 +182,11 @@ def _files_in_folder(folder: Path) -> tuple[list[Path], dict]:
     indexes = sorted(folder.glob("*.safetensors.index.json"))
     weights = sorted(folder.glob("*.safetensors"))
     if not indexes and not weights and (folder / "transformer").is_dir():
+        if (folder / "transformer_2").is_dir():
+            raise CheckpointError(
+                f"{folder} is a diffusers Wan2.2 A14B pipeline with two experts: give {folder / 'transformer'} "
+                f"(high-noise expert) or {folder / 'transformer_2'} (low-noise expert)"
+            )
         return _files_in_folder(folder / "transformer")
     hints = _config_hints(folder)
     if indexes:
@@ -194,7 +200,8 @@ def _files_in_folder(folder: Path) -> tuple[list[Path], dict]:
             indexes = preferred
         return _files_from_index(indexes[0]), hints
     if weights:
-        if len(weights) == 1:
+        m = _SHARD_NAME.search(weights[0].name)
+        if len(weights) == 1 and not (m and int(m.group(2)) > 1):
             return weights, hints
         for name in ("diffusion_pytorch_model.safetensors", "model.safetensors"):
             if (folder / name).is_file():
@@ -271,7 +278,11 @@ class _Source:
         raise NotImplementedError
 
     def describe(self) -> str:
-        return ", ".join(self.names) if self.names else "the state dict"
+        if not self.names:
+            return "the state dict"
+        if len(self.names) == 1:
+            return self.names[0]
+        return f"the {len(self.names)} shards in {Path(self.names[0]).parent}"
 
 
 class _FileSource(_Source):
@@ -344,6 +355,16 @@ def read_state_dict(path_or_paths: PathArg | Sequence[PathArg], device: str | to
     files, _ = resolve_checkpoint_files(path_or_paths)
     src = _FileSource(files, device)
     return {k: src.load(k) for k in src.meta}
+
+
+def read_meta_state_dict(path_or_paths: PathArg | Sequence[PathArg]) -> dict[str, torch.Tensor]:
+    """Like :func:`read_state_dict`, but ``meta``-device tensors: names, shapes and dtypes only.
+
+    Reads the safetensors headers, no tensor data, so it is instant for a 14B checkpoint; enough
+    for :func:`normalize_keys` and :func:`~mvs2v_core.model.config.infer_config`.
+    """
+    files, _ = resolve_checkpoint_files(path_or_paths)
+    return dict(_FileSource(files, "cpu").meta)
 
 
 # =================================================================================================
@@ -506,11 +527,11 @@ def _describe_foreign(keys: Sequence[str]) -> str:
     joined = "\n".join(ks[:2000])
     if any(("lora_" in k) or (".lora." in k) for k in ks):
         return "it looks like a LoRA / adapter file. Load the base DiT file here and apply the LoRA separately"
-    if re.search(r"(^|\.)(decoder|encoder)\.(conv|mid|down|up|middle|head)", joined):
+    if re.search(r"(^|\.)(decoder|encoder)\.(conv|mid|down|up|middle|head)", joined, re.MULTILINE):
         return "it looks like a VAE. Give the diffusion model (DiT) file here; the VAE is a separate input"
-    if re.search(r"(^|\.)(shared\.weight|token_embedding\.weight|encoder\.block\.)", joined):
+    if re.search(r"(^|\.)(shared\.weight|token_embedding\.weight|encoder\.block\.)", joined, re.MULTILINE):
         return "it looks like a text encoder (umT5). Give the diffusion model (DiT) file here"
-    if re.search(r"(^|\.)(visual\.|vision_model\.)", joined):
+    if re.search(r"(^|\.)(visual\.|vision_model\.)", joined, re.MULTILINE):
         return "it looks like a CLIP image encoder. Give the diffusion model (DiT) file here"
     return (
         "no Wan DiT patch embedding ('patch_embedding.weight', optionally under 'model.diffusion_model.') was found. "
@@ -578,6 +599,8 @@ def load_dit(
 
     Returns:
         The model in eval mode; ``model.load_info`` records the file(s), key layout and prefix.
+        Tensors of an in-memory state dict that are already in the target dtype and device are
+        used without a copy (the model shares their storage).
 
     Raises:
         CheckpointError: unreadable or pickle file, not a Wan DiT, config/shape mismatch, missing
@@ -708,15 +731,16 @@ def load_dit(
 
 
 __all__ = [
-    "read_state_dict",
-    "resolve_checkpoint_files",
-    "check_safetensors_file",
-    "normalize_keys",
-    "dequantize",
+    "DIFFUSERS",
+    "ORIGINAL",
     "cast_for_inference",
+    "check_safetensors_file",
+    "dequantize",
+    "diffusers_to_original_key",
     "fp32_parameter_names",
     "load_dit",
-    "diffusers_to_original_key",
-    "ORIGINAL",
-    "DIFFUSERS",
+    "normalize_keys",
+    "read_meta_state_dict",
+    "read_state_dict",
+    "resolve_checkpoint_files",
 ]

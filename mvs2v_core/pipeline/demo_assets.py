@@ -128,7 +128,7 @@ def make_tiny_text_encoder(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         torch.manual_seed(int(seed))
         model = UMT5EncoderModel(config)
         with torch.no_grad():
-            for name, p in model.named_parameters():
+            for p in model.parameters():
                 if p.ndim == 1:
                     p.copy_(1.0 + 0.1 * torch.randn_like(p))
                 else:

@@ -1,0 +1,445 @@
+"""CPU benchmark of the mvs2v Wan DiT: speed against diffusers, reference overhead, peak memory.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_dit.py            # full run, about 2-4 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_dit.py --quick    # tiny shapes, a few seconds (smoke test)
+
+Sections (all float32, ``torch.inference_mode()``, batch 1, random weights):
+
+(a) ``WanDiT.forward`` against ``diffusers.WanTransformer3DModel.forward`` at the same config and
+    the same number of tokens. diffusers gets our weights through ``to_diffusers_keys`` and the
+    outputs are compared, so both sides compute the same function.
+(b) the cost of reference conditioning: a forward with a :class:`ReferenceConditioning` (2
+    subjects x 4 slots, 3 of them empty, ``proxy`` mode, ``ts`` scheme) against a plain forward
+    over the same total number of tokens (a video with as many more latent frames as there are
+    slots); once with ``ref_timestep="same"`` and once with ``"zero"`` (per-token timesteps).
+(c) peak memory of one forward at N and 2N tokens, each measured in a fresh subprocess, with the
+    default SDPA kernel selection and, as a control that the method does detect quadratic growth,
+    with the SDPA ``math`` kernel forced.
+
+Timings alternate the compared forwards within each round (the order rotates from round to
+round) so background load hits every side alike; each ratio is the median over rounds of the
+per-round ratio, shown with its min..max over rounds. See ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from mvs2v_core.model.config import WanConfig
+from mvs2v_core.model.transformer import WanDiT
+from mvs2v_core.references.conditioning import ReferenceConditioning
+from mvs2v_core.references.layout import ReferenceLayout
+from mvs2v_core.references.positions import PositionScheme
+
+MB = 2**20
+
+
+@dataclass(frozen=True)
+class Case:
+    """A model config plus the latent video shape ``(frames, height, width)`` it runs on."""
+
+    name: str
+    cfg: WanConfig
+    latent: tuple[int, int, int]
+
+    @property
+    def tokens(self) -> int:
+        f, h, w = self.latent
+        pt, ph, pw = self.cfg.patch_size
+        return (f // pt) * (h // ph) * (w // pw)
+
+
+def _cfg(dim: int, heads: int, ffn: int, layers: int, text_dim: int, text_len: int) -> WanConfig:
+    return WanConfig(
+        dim=dim, ffn_dim=ffn, num_heads=heads, num_layers=layers, in_dim=16, out_dim=16,
+        text_dim=text_dim, text_len=text_len, family="bench",
+    )
+
+
+# Head dim is 128 everywhere, as in every Wan release.
+MID = _cfg(dim=512, heads=4, ffn=1536, layers=4, text_dim=256, text_len=512)
+SMALL = _cfg(dim=256, heads=2, ffn=768, layers=2, text_dim=256, text_len=512)
+TINY = _cfg(dim=128, heads=1, ffn=256, layers=1, text_dim=64, text_len=32)
+
+FULL = {
+    "speed": [Case("mid", MID, (8, 32, 32)), Case("small", SMALL, (4, 32, 32))],
+    "speed_per_token": [Case("small", SMALL, (4, 32, 32))],
+    "refs": Case("mid", MID, (13, 16, 16)),  # 13 video frames + 8 slots = 21 latent frames
+    "memory": Case("mid", MID, (4, 32, 32)),  # N = 1024 tokens, 2N = 2048
+    "memory_kernels": ("default", "math"),
+    "repeats": 5,
+}
+QUICK = {
+    "speed": [Case("tiny", TINY, (2, 8, 8))],
+    "speed_per_token": [Case("tiny", TINY, (2, 8, 8))],
+    "refs": Case("tiny", TINY, (2, 8, 8)),
+    "memory": Case("tiny", TINY, (2, 16, 16)),
+    "memory_kernels": ("default",),
+    "repeats": 3,
+}
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def make_inputs(case: Case, frames: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    f, h, w = case.latent
+    x = torch.randn(1, case.cfg.in_dim, frames or f, h, w, generator=g)
+    t = torch.tensor([500.0])
+    ctx = torch.randn(1, case.cfg.text_len, case.cfg.text_dim, generator=g)  # already text_len long
+    return x, t, ctx
+
+
+def make_ours(cfg: WanConfig, seed: int = 0) -> WanDiT:
+    torch.manual_seed(seed)
+    return WanDiT(cfg).eval()
+
+
+def make_diffusers(cfg: WanConfig, ours: WanDiT):
+    """diffusers' model at the same config; returns ``(model, weights_note)``."""
+    from diffusers import WanTransformer3DModel
+
+    model = WanTransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_dim, out_channels=cfg.out_dim, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers, cross_attn_norm=cfg.cross_attn_norm, eps=cfg.eps,
+    ).eval()
+    try:
+        from mvs2v_core.model.convert import to_diffusers_keys
+
+        model.load_state_dict(to_diffusers_keys(ours.state_dict()), strict=True)
+        note = "shared"
+    except Exception as exc:  # conversion missing or broken: speed does not depend on the values
+        note = f"random ({type(exc).__name__})"
+    return model, note
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each fn; all fns run once per round, the order rotating every round."""
+    names = list(fns)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for n in names:
+                fns[n]()
+        for r in range(repeats):
+            order = names[r % len(names):] + names[: r % len(names)]
+            for n in order:
+                gc.collect()
+                t0 = time.perf_counter()
+                fns[n]()
+                times[n].append(time.perf_counter() - t0)
+    return times
+
+
+def ms(ts: list[float]) -> float:
+    return 1e3 * statistics.median(ts)
+
+
+def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float, float]:
+    """Median, min and max over rounds of the per-round ratio ``num / den``."""
+    r = [a / b for a, b in zip(num, den)]
+    return statistics.median(r), min(r), max(r)
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    print(line(headers))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+    print(flush=True)
+
+
+def reference_conditioning(case: Case, ref_timestep: str) -> ReferenceConditioning:
+    """2 subjects x 4 slots: subject 1 has front + back, subject 2 front + left + right (3 empty)."""
+    layout = ReferenceLayout.build([["front", "back"], ["front", "left", "right"]], slots_per_subject=4)
+    _, h, w = case.latent
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(1, case.cfg.in_dim, layout.num_slots, h, w, generator=g)
+    proxy = torch.randn(layout.slots_per_subject, case.cfg.dim, generator=g)
+    return ReferenceConditioning(
+        latents, layout, PositionScheme("ts"), empty_slot_mode="proxy", proxy_tokens=proxy, ref_timestep=ref_timestep
+    )
+
+
+# ---- (a) speed against diffusers ----------------------------------------------------------------
+
+
+def bench_speed(plan: dict, repeats: int) -> list[dict]:
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        print("(a) skipped: diffusers is not installed\n")
+        return []
+    results = []
+    jobs = [(c, False) for c in plan["speed"]] + [(c, True) for c in plan["speed_per_token"]]
+    for case, per_token in jobs:
+        ours = make_ours(case.cfg)
+        ref, note = make_diffusers(case.cfg, ours)
+        x, t, ctx = make_inputs(case)
+        if per_token:  # Wan 2.2 style: one timestep per video token
+            t = torch.linspace(0.0, 999.0, case.tokens)[None]
+        with torch.inference_mode():
+            a = ours(x, t, ctx)
+            b = ref(x, t, ctx, return_dict=False)[0]
+        diff = (a - b).abs().max().item() if note == "shared" else float("nan")
+        times = interleaved(
+            {"ours": lambda: ours(x, t, ctx), "diffusers": lambda: ref(x, t, ctx, return_dict=False)[0]}, repeats
+        )
+        med, lo, hi = paired_ratio(times["ours"], times["diffusers"])
+        c = case.cfg
+        results.append({
+            "case": case.name + (", per-token t" if per_token else ""),
+            "shape": f"d{c.dim} h{c.num_heads} ffn{c.ffn_dim} L{c.num_layers}",
+            "tokens": case.tokens, "ours_ms": ms(times["ours"]), "diffusers_ms": ms(times["diffusers"]),
+            "ratio": med, "ratio_min": lo, "ratio_max": hi, "max_abs_diff": diff, "weights": note,
+        })
+        del ours, ref
+    print("(a) WanDiT vs diffusers WanTransformer3DModel, ms per forward (median), ratio = ours / diffusers")
+    print_table(
+        ["case", "model", "tokens", "ours ms", "diffusers ms", "ratio (min..max)", "target", "max |diff|"],
+        [[r["case"], r["shape"], str(r["tokens"]), f"{r['ours_ms']:.1f}", f"{r['diffusers_ms']:.1f}",
+          f"{r['ratio']:.3f} ({r['ratio_min']:.3f}..{r['ratio_max']:.3f})", "<= 1.0",
+          f"{r['max_abs_diff']:.1e}" if r["weights"] == "shared" else r["weights"]] for r in results],
+    )
+    return results
+
+
+# ---- (b) reference-conditioning overhead --------------------------------------------------------
+
+
+def bench_refs(plan: dict, repeats: int) -> list[dict]:
+    case: Case = plan["refs"]
+    model = make_ours(case.cfg)
+    x, t, ctx = make_inputs(case)
+    refs_same = reference_conditioning(case, "same")
+    refs_zero = reference_conditioning(case, "zero")
+    slots = refs_same.layout.num_slots
+    x_plain, _, _ = make_inputs(case, frames=case.latent[0] + slots)
+    times = interleaved(
+        {
+            "plain": lambda: model(x_plain, t, ctx),
+            "same": lambda: model(x, t, ctx, refs=refs_same),
+            "zero": lambda: model(x, t, ctx, refs=refs_zero),
+        },
+        repeats,
+    )
+    n_video = case.tokens
+    n_total = n_video * (case.latent[0] + slots) // case.latent[0]
+    rows = [{"variant": "plain video", "video_tokens": n_total, "ref_tokens": 0, "ms": ms(times["plain"]),
+             "overhead": None}]
+    for key, label in (("same", 'refs, ref_timestep="same"'), ("zero", 'refs, ref_timestep="zero"')):
+        med, lo, hi = paired_ratio(times[key], times["plain"])
+        rows.append({"variant": label, "video_tokens": n_video, "ref_tokens": n_total - n_video, "ms": ms(times[key]),
+                     "overhead": 100 * (med - 1), "overhead_min": 100 * (lo - 1), "overhead_max": 100 * (hi - 1)})
+    c = case.cfg
+    print(
+        f"(b) reference overhead: 2 subjects x 4 slots (3 empty, proxy, ts), d{c.dim} h{c.num_heads} "
+        f"ffn{c.ffn_dim} L{c.num_layers}, {n_total} tokens in every row"
+    )
+    print_table(
+        ["variant", "video tok", "ref tok", "ms (median)", "overhead vs plain (min..max)", "target"],
+        [[r["variant"], str(r["video_tokens"]), str(r["ref_tokens"]), f"{r['ms']:.1f}",
+          "-" if r["overhead"] is None else f"{r['overhead']:+.1f}% ({r['overhead_min']:+.1f}..{r['overhead_max']:+.1f})",
+          "-" if r["overhead"] is None else "<= 2%"] for r in rows],
+    )
+    return rows
+
+
+# ---- (c) peak memory ----------------------------------------------------------------------------
+
+
+def _rss_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_child(spec: dict) -> dict:
+    """Run in a fresh process: peak memory of one forward above the post-setup baseline."""
+    torch.set_num_threads(spec["threads"])
+    case = Case("mem", WanConfig.from_dict(spec["cfg"]), tuple(spec["latent"]))  # type: ignore[arg-type]
+    model = make_ours(case.cfg)
+    x, t, ctx = make_inputs(case)
+    small, _, _ = make_inputs(case, frames=1)
+
+    def ctx_mgr() -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if spec["sdpa"] == "math":
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        return stack
+
+    with ctx_mgr():
+        model(small, t, ctx)  # warm-up at 1 frame: one-off library allocations happen here, not below
+    gc.collect()
+    out: dict = {"tokens": case.tokens}
+
+    # Method 1: process peak RSS above the baseline just before the forward.
+    if _reset_peak_rss():
+        base_kb = _rss_kb("VmRSS")
+        with ctx_mgr():
+            model(x, t, ctx)
+        peak_kb = _rss_kb("VmHWM")
+        out["rss_method"] = "VmHWM (reset via /proc/self/clear_refs)"
+    else:  # ru_maxrss cannot be reset: only valid when the forward is the process's largest peak
+        base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with ctx_mgr():
+            model(x, t, ctx)
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["rss_method"] = "ru_maxrss"
+    out["rss_mb"] = (peak_kb - base_kb) / 1024 if base_kb is not None and peak_kb is not None else float("nan")
+    gc.collect()
+
+    # Method 2: the CPU allocator's own count (profiler memory events) during one forward.
+    from torch.profiler import ProfilerActivity, profile
+
+    with ctx_mgr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        model(x, t, ctx)
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        prof.export_chrome_trace(path)
+        with open(path) as fh:
+            events = json.load(fh)["traceEvents"]
+    finally:
+        os.unlink(path)
+    totals = [e["args"]["Total Allocated"] for e in events if e.get("name") == "[memory]"]
+    out["alloc_mb"] = max(totals) / MB if totals else float("nan")
+    return out
+
+
+def start_memory_child(case: Case, frames: int, sdpa: str, threads: int) -> subprocess.Popen:
+    spec = {"cfg": case.cfg.to_dict(), "latent": [frames, *case.latent[1:]], "sdpa": sdpa, "threads": threads}
+    return subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--memory-child", json.dumps(spec)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def finish_memory_child(proc: subprocess.Popen) -> dict:
+    stdout, stderr = proc.communicate()
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"memory subprocess failed ({proc.returncode}):\n{stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def bench_memory(plan: dict, threads: int) -> list[dict]:
+    case: Case = plan["memory"]
+    f = case.latent[0]
+    rows = []
+    for sdpa in plan["memory_kernels"]:
+        # N and 2N run side by side (separate processes: each one's peak is its own).
+        procs = [start_memory_child(case, k * f, sdpa, threads) for k in (1, 2)]
+        n1, n2 = (finish_memory_child(p) for p in procs)
+        rows.append({"sdpa": sdpa, "n": n1["tokens"], "n2": n2["tokens"], "rss_n": n1["rss_mb"], "rss_2n": n2["rss_mb"],
+                     "alloc_n": n1["alloc_mb"], "alloc_2n": n2["alloc_mb"], "rss_method": n1["rss_method"]})
+    c = case.cfg
+    print(
+        f"(c) peak memory of one forward above the post-setup baseline, fresh subprocess each, "
+        f"d{c.dim} h{c.num_heads} ffn{c.ffn_dim} L{c.num_layers}, text {c.text_len} tokens"
+    )
+    print_table(
+        ["SDPA kernel", "method", "N", "MB at N", "MB at 2N", "ratio 2N/N", "target"],
+        [[r["sdpa"] + (" (control)" if r["sdpa"] == "math" else ""), m, f"{r['n']}", f"{a:.1f}", f"{b:.1f}",
+          f"{b / a:.2f}", "~2 (linear)" if r["sdpa"] == "default" else "-"]
+         for r in rows
+         for m, a, b in (("peak RSS", r["rss_n"], r["rss_2n"]), ("allocator peak", r["alloc_n"], r["alloc_2n"]))],
+    )
+    print(f"peak RSS method: {rows[0]['rss_method']}\n")
+    return rows
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import diffusers
+
+        dv = diffusers.__version__
+    except ImportError:
+        dv = "not installed"
+    return (f"{cpu}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, diffusers {dv}, "
+            f"python {platform.python_version()}, {torch.get_num_threads()} torch threads")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny shapes, a few seconds (smoke test)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for every measurement (default 2)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds per comparison")
+    ap.add_argument("--only", choices=["speed", "refs", "memory"], action="append", help="run only these sections")
+    ap.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.memory_child:
+        print(json.dumps(memory_child(json.loads(args.memory_child))))
+        return {}
+
+    torch.set_num_threads(args.threads)
+    plan = QUICK if args.quick else FULL
+    repeats = args.repeats or plan["repeats"]
+    sections = args.only or ["speed", "refs", "memory"]
+    print(f"bench_dit{' --quick' if args.quick else ''}: {machine()}; float32, inference_mode, batch 1, "
+          f"{repeats} timed rounds\n", flush=True)
+    t0 = time.perf_counter()
+    results: dict = {}
+    if "speed" in sections:
+        results["speed"] = bench_speed(plan, repeats)
+    if "refs" in sections:
+        results["refs"] = bench_refs(plan, repeats)
+    if "memory" in sections:
+        results["memory"] = bench_memory(plan, args.threads)
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    return results
+
+
+if __name__ == "__main__":
+    main()

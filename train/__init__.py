@@ -1,0 +1,1 @@
+"""The mvs2v companion trainer (accelerate): Progressive View Curriculum, LoRA / proxy / MFI, adapters."""
