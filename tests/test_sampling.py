@@ -528,3 +528,32 @@ def test_sample_input_validation():
         sample(model, noise, {"bias": None}, steps=4, shift=3.0)
     with pytest.raises(MVS2VError, match="shape"):
         sample(lambda x, t, c: x[..., :1], noise, g, steps=2, shift=3.0)
+
+
+def test_auto_batching_falls_back_when_memory_runs_out():
+    """With no explicit limit, a batched call that runs out of memory is retried in smaller calls."""
+    from mvs2v_core.sampling.guidance import PhantomGuidance, guided_velocity
+
+    calls: list[int] = []
+
+    def model_fn(x, t, cond):
+        calls.append(x.shape[0])
+        if x.shape[0] > 1:
+            raise torch.OutOfMemoryError("simulated")
+        return x * cond["s"].view(-1, 1)
+
+    conds = [{"s": torch.tensor([float(k)])} for k in (1, 2, 3)]
+    g = PhantomGuidance(ref_text=conds[2], ref_neg=conds[1], no_ref_neg=conds[0], ref_scale=2.0, text_scale=3.0)
+    x = torch.ones(1, 2)
+    v = guided_velocity(model_fn, g, x, torch.zeros(1))
+    a, b, c = x * 1, x * 2, x * 3
+    assert torch.allclose(v, a + 2.0 * (b - a) + 3.0 * (c - b))
+    assert g.auto_batch_passes == 1
+    assert calls == [3, 1, 1, 1]  # one failed batched call of 3, then the passes one at a time
+    calls.clear()
+    guided_velocity(model_fn, g, x, torch.zeros(1))
+    assert calls == [1, 1, 1]  # the learned limit is kept
+    g_fixed = PhantomGuidance(ref_text=conds[2], ref_neg=conds[1], no_ref_neg=conds[0], ref_scale=2.0,
+                              text_scale=3.0, max_batch_passes=3)
+    with pytest.raises(torch.OutOfMemoryError):
+        guided_velocity(model_fn, g_fixed, x, torch.zeros(1))

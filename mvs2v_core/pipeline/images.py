@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mvs2v_core.errors import MVS2VError
+from ..errors import MVS2VError
 
 try:  # Pillow is a hard dependency, but keep the import error readable.
     from PIL import Image, UnidentifiedImageError

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import torch
 
-from mvs2v_core.errors import CheckpointError, MVS2VError
+from ..errors import CheckpointError, MVS2VError
 
 __all__ = ["TextEncoder", "load_text_encoder", "pad_context", "clean_prompt"]
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from mvs2v_core.errors import CheckpointError, MVS2VError
+from ..errors import CheckpointError, MVS2VError
 
 __all__ = ["WanVAE", "load_vae", "PICKLE_SUFFIXES", "WAN21_LATENTS_MEAN", "WAN21_LATENTS_STD",
            "WAN22_LATENTS_MEAN", "WAN22_LATENTS_STD"]

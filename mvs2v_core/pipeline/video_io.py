@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from mvs2v_core.errors import MVS2VError
+from ..errors import MVS2VError
 
 __all__ = ["write_mp4", "read_video"]
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from mvs2v_core.errors import MVS2VError
+from ..errors import MVS2VError
 
 __all__ = [
     "Condition",
@@ -78,6 +78,8 @@ class Guidance:
     """
 
     max_batch_passes: int | None = field(default=None, kw_only=True)
+    # Learned under max_batch_passes=None: the pass count per call that fitted in memory.
+    auto_batch_passes: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.max_batch_passes = _check_max_batch(self.max_batch_passes)
@@ -285,7 +287,21 @@ def guided_velocity(model_fn: ModelFn, guidance: Guidance, x: Tensor, t: Tensor)
         Tensor[B, ...] guided velocity, in the dtype of the first prediction.
     """
     terms = guidance.terms()
-    preds = run_passes(model_fn, x, t, [c for _, c in terms], guidance.max_batch_passes)
+    conds = [c for _, c in terms]
+    while True:
+        limit = guidance.max_batch_passes or guidance.auto_batch_passes
+        try:
+            preds = run_passes(model_fn, x, t, conds, limit)
+            break
+        except torch.OutOfMemoryError:
+            # "Batched when memory allows": with no explicit limit, halve the passes per call and
+            # remember what fits, so later steps do not hit the same error again.
+            current = limit or len(conds)
+            if guidance.max_batch_passes is not None or current <= 1:
+                raise
+            guidance.auto_batch_passes = current // 2
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     if len(preds) == 1:
         return preds[0]  # weight is exactly 1 here
     out = terms[0][0] * preds[0]

@@ -21,10 +21,10 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from mvs2v_core.errors import MVS2VError
-from mvs2v_core.sampling.guidance import Guidance, ModelFn, guided_velocity
-from mvs2v_core.sampling.schedule import flow_sigmas, validate_sigmas
-from mvs2v_core.sampling.solvers import SOLVERS, Solver, get_solver
+from ..errors import MVS2VError
+from .guidance import Guidance, ModelFn, guided_velocity
+from .schedule import flow_sigmas, validate_sigmas
+from .solvers import SOLVERS, Solver, get_solver
 
 __all__ = ["sample", "make_noise", "StepCallback", "NUM_TRAIN_TIMESTEPS"]
 

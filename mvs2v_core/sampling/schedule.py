@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from mvs2v_core.errors import MVS2VError
+from ..errors import MVS2VError
 
 __all__ = ["shift_sigma", "flow_sigmas", "validate_sigmas"]
 

@@ -28,8 +28,8 @@ from typing import Callable, ClassVar
 import torch
 from torch import Tensor
 
-from mvs2v_core.errors import MVS2VError
-from mvs2v_core.sampling.schedule import validate_sigmas
+from ..errors import MVS2VError
+from .schedule import validate_sigmas
 
 __all__ = [
     "VelocityFn",
