@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_dit.py            # full run, about 2-4 minutes on 2 cores
-    .venv/bin/python benchmarks/bench_dit.py --quick    # tiny shapes, a few seconds (smoke test)
+    .venv/bin/python benchmarks/bench_dit.py            # full run, about 2 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_dit.py --quick    # tiny shapes, 10-15 s (smoke test)
 
 Sections (all float32, ``torch.inference_mode()``, batch 1, random weights):
 
@@ -14,9 +14,10 @@ Sections (all float32, ``torch.inference_mode()``, batch 1, random weights):
     subjects x 4 slots, 3 of them empty, ``proxy`` mode, ``ts`` scheme) against a plain forward
     over the same total number of tokens (a video with as many more latent frames as there are
     slots); once with ``ref_timestep="same"`` and once with ``"zero"`` (per-token timesteps).
+    The same forwards on a 0-block model time the fixed part (everything outside the blocks).
 (c) peak memory of one forward at N and 2N tokens, each measured in a fresh subprocess, with the
     default SDPA kernel selection and, as a control that the method does detect quadratic growth,
-    with the SDPA ``math`` kernel forced.
+    with the SDPA ``math`` kernel forced (full run only).
 
 Timings alternate the compared forwards within each round (the order rotates from round to
 round) so background load hits every side alike; each ratio is the median over rounds of the
@@ -37,8 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -84,7 +85,7 @@ FULL = {
     "refs": Case("mid", MID, (13, 16, 16)),  # 13 video frames + 8 slots = 21 latent frames
     "memory": Case("mid", MID, (4, 32, 32)),  # N = 1024 tokens, 2N = 2048
     "memory_kernels": ("default", "math"),
-    "repeats": 5,
+    "repeats": 6,
 }
 QUICK = {
     "speed": [Case("tiny", TINY, (2, 8, 8))],
@@ -127,26 +128,33 @@ def make_diffusers(cfg: WanConfig, ours: WanDiT):
 
         model.load_state_dict(to_diffusers_keys(ours.state_dict()), strict=True)
         note = "shared"
-    except Exception as exc:  # conversion missing or broken: speed does not depend on the values
+    except Exception as exc:  # noqa: BLE001 - conversion missing or broken: speed does not need the values
         note = f"random ({type(exc).__name__})"
     return model, note
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each fn; all fns run once per round, the order rotating every round."""
+    """Seconds per call of each fn. Every round runs each fn once; the order rotates by one each
+    round and the round count is rounded up to a multiple of the number of fns, so every fn sits
+    in every position equally often (a position effect, e.g. running first, hits all alike)."""
     names = list(fns)
+    rounds = -(-repeats // len(names)) * len(names)
     times: dict[str, list[float]] = {n: [] for n in names}
     with torch.inference_mode():
         for _ in range(warmup):
             for n in names:
                 fns[n]()
-        for r in range(repeats):
-            order = names[r % len(names):] + names[: r % len(names)]
-            for n in order:
-                gc.collect()
-                t0 = time.perf_counter()
-                fns[n]()
-                times[n].append(time.perf_counter() - t0)
+        gc.collect()
+        gc.disable()  # no collector pauses inside the timed calls
+        try:
+            for r in range(rounds):
+                order = names[r % len(names):] + names[: r % len(names)]
+                for n in order:
+                    t0 = time.perf_counter()
+                    fns[n]()
+                    times[n].append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
     return times
 
 
@@ -162,7 +170,10 @@ def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float, floa
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
     print(line(headers))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
@@ -185,6 +196,14 @@ def reference_conditioning(case: Case, ref_timestep: str) -> ReferenceConditioni
 # ---- (a) speed against diffusers ----------------------------------------------------------------
 
 
+def speed_fns(ours: WanDiT, ref, x: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor) -> dict[str, Callable[[], object]]:
+    return {
+        "ours": lambda: ours(x, t, ctx),
+        "diffusers": lambda: ref(x, t, ctx, return_dict=False)[0],
+        "ours again": lambda: ours(x, t, ctx),  # A/A control: the noise floor of a ratio
+    }
+
+
 def bench_speed(plan: dict, repeats: int) -> list[dict]:
     try:
         import diffusers  # noqa: F401
@@ -197,29 +216,33 @@ def bench_speed(plan: dict, repeats: int) -> list[dict]:
         ours = make_ours(case.cfg)
         ref, note = make_diffusers(case.cfg, ours)
         x, t, ctx = make_inputs(case)
-        if per_token:  # Wan 2.2 style: one timestep per video token
-            t = torch.linspace(0.0, 999.0, case.tokens)[None]
+        if per_token:
+            # Wan 2.2 TI2V: one timestep per video token, 0 on the conditioning first frame.
+            t = torch.full((1, case.tokens), 500.0)
+            t[:, : case.tokens // case.latent[0]] = 0.0
         with torch.inference_mode():
             a = ours(x, t, ctx)
             b = ref(x, t, ctx, return_dict=False)[0]
         diff = (a - b).abs().max().item() if note == "shared" else float("nan")
-        times = interleaved(
-            {"ours": lambda: ours(x, t, ctx), "diffusers": lambda: ref(x, t, ctx, return_dict=False)[0]}, repeats
-        )
+        times = interleaved(speed_fns(ours, ref, x, t, ctx), repeats)
         med, lo, hi = paired_ratio(times["ours"], times["diffusers"])
+        aa = paired_ratio(times["ours again"], times["ours"])
         c = case.cfg
         results.append({
             "case": case.name + (", per-token t" if per_token else ""),
             "shape": f"d{c.dim} h{c.num_heads} ffn{c.ffn_dim} L{c.num_layers}",
             "tokens": case.tokens, "ours_ms": ms(times["ours"]), "diffusers_ms": ms(times["diffusers"]),
-            "ratio": med, "ratio_min": lo, "ratio_max": hi, "max_abs_diff": diff, "weights": note,
+            "ratio": med, "ratio_min": lo, "ratio_max": hi, "aa": aa, "max_abs_diff": diff, "weights": note,
         })
-        del ours, ref
-    print("(a) WanDiT vs diffusers WanTransformer3DModel, ms per forward (median), ratio = ours / diffusers")
+    rounds = len(times["ours"])
+    print(f"(a) WanDiT vs diffusers WanTransformer3DModel, ms per forward (median of {rounds} rounds), "
+          "ratio = ours / diffusers")
     print_table(
-        ["case", "model", "tokens", "ours ms", "diffusers ms", "ratio (min..max)", "target", "max |diff|"],
+        ["case", "model", "tokens", "ours ms", "diffusers ms", "ratio (min..max)", "target", "A/A ours/ours",
+         "max |diff|"],
         [[r["case"], r["shape"], str(r["tokens"]), f"{r['ours_ms']:.1f}", f"{r['diffusers_ms']:.1f}",
           f"{r['ratio']:.3f} ({r['ratio_min']:.3f}..{r['ratio_max']:.3f})", "<= 1.0",
+          f"{r['aa'][0]:.3f} ({r['aa'][1]:.3f}..{r['aa'][2]:.3f})",
           f"{r['max_abs_diff']:.1e}" if r["weights"] == "shared" else r["weights"]] for r in results],
     )
     return results
@@ -230,39 +253,59 @@ def bench_speed(plan: dict, repeats: int) -> list[dict]:
 
 def bench_refs(plan: dict, repeats: int) -> list[dict]:
     case: Case = plan["refs"]
-    model = make_ours(case.cfg)
     x, t, ctx = make_inputs(case)
     refs_same = reference_conditioning(case, "same")
     refs_zero = reference_conditioning(case, "zero")
     slots = refs_same.layout.num_slots
     x_plain, _, _ = make_inputs(case, frames=case.latent[0] + slots)
-    times = interleaved(
-        {
-            "plain": lambda: model(x_plain, t, ctx),
-            "same": lambda: model(x, t, ctx, refs=refs_same),
-            "zero": lambda: model(x, t, ctx, refs=refs_zero),
-        },
-        repeats,
-    )
+
+    def variants(model: WanDiT, control: bool) -> dict[str, Callable[[], object]]:
+        fns: dict[str, Callable[[], object]] = {"plain": lambda: model(x_plain, t, ctx)}
+        if control:
+            fns["plain again"] = lambda: model(x_plain, t, ctx)  # A/A control: the noise floor
+        fns["same"] = lambda: model(x, t, ctx, refs=refs_same)
+        fns["zero"] = lambda: model(x, t, ctx, refs=refs_zero)
+        return fns
+
+    times = interleaved(variants(make_ours(case.cfg), control=True), 2 * repeats)
+    # The same forwards on a 0-block model: everything outside the blocks (patch embedding,
+    # reference tokens, position ids, RoPE tables, time modulation, head). These are short, so many
+    # rounds pin down the fixed part of the overhead far below the end-to-end noise.
+    outside = interleaved(variants(make_ours(case.cfg.with_(num_layers=0)), control=False), 6 * repeats)
+
     n_video = case.tokens
     n_total = n_video * (case.latent[0] + slots) // case.latent[0]
-    rows = [{"variant": "plain video", "video_tokens": n_total, "ref_tokens": 0, "ms": ms(times["plain"]),
-             "overhead": None}]
-    for key, label in (("same", 'refs, ref_timestep="same"'), ("zero", 'refs, ref_timestep="zero"')):
+    plain_ms = ms(times["plain"])
+    rows = [{"variant": "plain video", "video_tokens": n_total, "ref_tokens": 0, "ms": plain_ms, "overhead": None}]
+    for key, label in (("plain again", "plain video (A/A control)"), ("same", 'refs, ref_timestep="same"'),
+                       ("zero", 'refs, ref_timestep="zero"')):
         med, lo, hi = paired_ratio(times[key], times["plain"])
-        rows.append({"variant": label, "video_tokens": n_video, "ref_tokens": n_total - n_video, "ms": ms(times[key]),
-                     "overhead": 100 * (med - 1), "overhead_min": 100 * (lo - 1), "overhead_max": 100 * (hi - 1)})
+        n_ref = 0 if key == "plain again" else n_total - n_video
+        row = {"variant": label, "video_tokens": n_total - n_ref, "ref_tokens": n_ref, "ms": ms(times[key]),
+               "overhead": 100 * (med - 1), "overhead_min": 100 * (lo - 1), "overhead_max": 100 * (hi - 1)}
+        if key in outside:
+            extra = statistics.median(a - b for a, b in zip(outside[key], outside["plain"]))
+            row["outside_ms"] = 1e3 * statistics.median(outside[key])
+            row["outside_extra_ms"] = 1e3 * extra
+            row["outside_extra_pct"] = 100 * 1e3 * extra / plain_ms
+        rows.append(row)
     c = case.cfg
     print(
         f"(b) reference overhead: 2 subjects x 4 slots (3 empty, proxy, ts), d{c.dim} h{c.num_heads} "
-        f"ffn{c.ffn_dim} L{c.num_layers}, {n_total} tokens in every row"
+        f"ffn{c.ffn_dim} L{c.num_layers}, {n_total} tokens in every row, {len(times['plain'])} rounds"
     )
     print_table(
-        ["variant", "video tok", "ref tok", "ms (median)", "overhead vs plain (min..max)", "target"],
+        ["variant", "video tok", "ref tok", "ms (median)", "overhead vs plain (min..max)", "target",
+         "outside-blocks extra"],
         [[r["variant"], str(r["video_tokens"]), str(r["ref_tokens"]), f"{r['ms']:.1f}",
           "-" if r["overhead"] is None else f"{r['overhead']:+.1f}% ({r['overhead_min']:+.1f}..{r['overhead_max']:+.1f})",
-          "-" if r["overhead"] is None else "<= 2%"] for r in rows],
+          "-" if r["overhead"] is None or r["ref_tokens"] == 0 else "<= 2%",
+          f"{r['outside_extra_ms']:+.1f} ms = {r['outside_extra_pct']:+.2f}%" if "outside_ms" in r else "-"]
+         for r in rows],
     )
+    print(f"outside-blocks extra: median paired difference of the same forwards on a 0-block model "
+          f"({len(outside['plain'])} rounds, plain {1e3 * statistics.median(outside['plain']):.1f} ms there), "
+          "as % of the full plain forward\n")
     return rows
 
 
@@ -413,8 +456,9 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny shapes, a few seconds (smoke test)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for every measurement (default 2)")
+    ap.add_argument("--quick", action="store_true", help="tiny shapes, every section, 10-15 s (smoke test)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for every measurement (default 1: steadiest on a shared machine)")
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds per comparison")
     ap.add_argument("--only", choices=["speed", "refs", "memory"], action="append", help="run only these sections")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -427,8 +471,8 @@ def main(argv: list[str] | None = None) -> dict:
     plan = QUICK if args.quick else FULL
     repeats = args.repeats or plan["repeats"]
     sections = args.only or ["speed", "refs", "memory"]
-    print(f"bench_dit{' --quick' if args.quick else ''}: {machine()}; float32, inference_mode, batch 1, "
-          f"{repeats} timed rounds\n", flush=True)
+    print(f"bench_dit{' --quick' if args.quick else ''}: {machine()}; float32, inference_mode, batch 1\n",
+          flush=True)
     t0 = time.perf_counter()
     results: dict = {}
     if "speed" in sections:

@@ -185,3 +185,14 @@ def test_bad_reference_inputs_are_named(model):
         model(x, t, ctx, refs=ReferenceConditioning(ref_latents(2, LAYOUT, 4, 6), LAYOUT, PositionScheme("ts"), "gray"))
     with pytest.raises(MVS2VError, match="frames, height, width"):
         model(torch.randn(2, 5, 2, 4, 4), t, ctx)
+
+
+def test_tokens_entering_the_blocks_are_contiguous(model):
+    seen = []
+    handle = model.blocks[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0].is_contiguous()))
+    try:
+        x, t, ctx = inputs()
+        model(x, t, ctx)
+    finally:
+        handle.remove()
+    assert seen == [True]

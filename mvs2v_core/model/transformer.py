@@ -63,7 +63,8 @@ class Modulation:
         """Vector ``i``, broadcastable to ``[B, L, dim]`` (float32)."""
         if self.index is None:
             return self.table[:, :, i]  # [B, 1, dim]
-        return self.table[:, i][self.index]  # [B, L, dim]
+        rows = torch.index_select(self.table[:, i], 0, self.index.reshape(-1))  # faster than fancy indexing
+        return rows.view(*self.index.shape, -1)  # [B, L, dim]
 
     def plus(self, param: torch.Tensor) -> "Modulation":
         """Add a learned ``[1, n, dim]`` table (a block's or the head's ``modulation``)."""
@@ -73,8 +74,8 @@ class Modulation:
         return Modulation(self.table + p, self.index)
 
 
-class WanSelfAttention(nn.Module):
-    """Self-attention with RMS q/k norm and 3D RoPE. Input/output ``[B, L, dim]``."""
+class _AttentionProjections(nn.Module):
+    """The q / k / v / o projections and RMS q / k norms every Wan attention has (width ``dim``)."""
 
     def __init__(self, dim: int, num_heads: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -86,6 +87,10 @@ class WanSelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
 
+
+class WanSelfAttention(_AttentionProjections):
+    """Self-attention with RMS q/k norm and 3D RoPE. Input/output ``[B, L, dim]``."""
+
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         q = self.norm_q(self.q(x)).view(b, n, self.num_heads, -1)
@@ -96,21 +101,14 @@ class WanSelfAttention(nn.Module):
         return self.o(out.transpose(1, 2).flatten(2))
 
 
-class WanCrossAttention(nn.Module):
+class WanCrossAttention(_AttentionProjections):
     """Cross-attention to the text context, plus the I2V image context when ``image_branch``.
 
     Input ``x`` ``[B, L, dim]``; ``context`` ``[B, Lc, dim]``; ``context_img`` ``[B, Li, dim]``.
     """
 
     def __init__(self, dim: int, num_heads: int, eps: float = 1e-6, image_branch: bool = False) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.norm_q = RMSNorm(dim, eps)
-        self.norm_k = RMSNorm(dim, eps)
+        super().__init__(dim, num_heads, eps)
         if image_branch:
             self.k_img = nn.Linear(dim, dim)
             self.v_img = nn.Linear(dim, dim)
@@ -245,7 +243,8 @@ class WanDiT(nn.Module):
         """``[B, C, F, H, W]`` -> ``[B, F', H', W', dim]``; the Conv3d runs in float32 as in Wan."""
         w = self.patch_embedding.weight
         y = F.conv3d(x.float(), w.float(), self.patch_embedding.bias.float(), stride=self.config.patch_size)
-        return y.to(self.dtype).permute(0, 2, 3, 4, 1)
+        # contiguous: a transposed residual stream would make every norm and add copy or stride.
+        return y.to(self.dtype).permute(0, 2, 3, 4, 1).contiguous()
 
     def _reference_tokens(self, refs: ReferenceConditioning, grid_hw: tuple[int, int]) -> torch.Tensor:
         """Patch-embedded reference slots ``[B, n_kept * H' * W', dim]`` in token order."""
