@@ -121,3 +121,30 @@ def test_parse_subject():
     assert parse_subject("cat=a.png@front, b.png@90") == ("cat", ["a.png", "b.png"], ["front", "90"])
     with pytest.raises(MVS2VError, match="NAME=IMG"):
         parse_subject("a.png")
+
+
+def test_mfi_adapter_with_a_local_vision_encoder(assets, tmp_path, capsys):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    vision_dir = tmp_path / "clip"
+    torch.manual_seed(0)
+    CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, image_size=32, patch_size=16)).save_pretrained(vision_dir)
+    meta = AdapterMetadata(
+        base_family="tiny-random", model_dim=TINY_DIT.dim, text_dim=TINY_DIT.text_dim, in_dim=TINY_DIT.in_dim,
+        num_layers=TINY_DIT.num_layers, position_scheme={"name": "jump"}, slots_per_subject=4,
+        empty_slot_mode="gray", mfi_in_dim=16,
+    )
+    lat = []
+    for k, scale in enumerate((0.0, 1.0)):
+        path = tmp_path / f"mfi{k}.safetensors"
+        weight = torch.randn(TINY_DIT.text_dim, 16, generator=torch.Generator().manual_seed(1)) * scale
+        save_adapter(path, Adapter(meta, proxy_tokens=None, mfi_weight=weight, mfi_bias=torch.zeros(TINY_DIT.text_dim),
+                                   lora={}))
+        out = tmp_path / f"m{k}.mp4"
+        assert main(base_args(assets, out, "--adapter", str(path), "--vision-encoder", str(vision_dir),
+                              "--save-latents")) == 0
+        lat.append(load_file(str(out.with_suffix(".latents.safetensors")))["latents"])
+    assert (lat[0] - lat[1]).abs().max() > 1e-6
+    err = run_error(base_args(assets, tmp_path / "x.mp4", "--adapter", str(tmp_path / "mfi1.safetensors")), capsys)
+    assert "--vision-encoder" in err
