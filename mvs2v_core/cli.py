@@ -45,8 +45,10 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dit", required=True, help="Wan / Phantom-Wan DiT: .safetensors file, sharded index, or diffusers folder")
     g.add_argument("--adapter", help="mvs2v adapter .safetensors (proxy tokens, MFI projector, LoRA)")
     g.add_argument("--lora-strength", type=float, default=1.0, help="strength of the adapter's LoRA (default 1.0)")
-    g.add_argument("--vae", required=True, help="Wan VAE: diffusers folder or single .safetensors (Wan or diffusers layout)")
-    g.add_argument("--text-encoder", required=True, help="umT5 folder (config.json + safetensors + tokenizer)")
+    g.add_argument("--vae", required=True,
+                   help="Wan VAE: diffusers folder or single .safetensors (Wan or diffusers layout), or a toy codec folder")
+    g.add_argument("--text-encoder", required=True,
+                   help="umT5 folder (config.json + safetensors + tokenizer), or a toy text-encoder folder")
     g.add_argument("--vision-encoder", help="CLIP/SigLIP vision folder, needed by adapters with MFI")
     g.add_argument("--model-config", help="named DiT config to check against (e.g. wan2.1-t2v-1.3b); default: inferred")
     g = p.add_argument_group("references")
@@ -79,6 +81,8 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     g.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="DiT precision (default: bf16 on GPU, fp32 on CPU)")
     g.add_argument("--out", required=True, help="output .mp4")
+    g.add_argument("--lossless", action=argparse.BooleanOptionalAction, default=None,
+                   help="write RGB H.264 at qp 0 (exact colours; default on for the toy codec, whose metrics need it)")
     g.add_argument("--save-latents", action="store_true", help="also write the final latents next to the video (.safetensors)")
 
 
@@ -95,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=8)
     info = sub.add_parser("info", help="print the config inferred from a DiT checkpoint or an adapter's metadata")
     info.add_argument("path")
+    from .evaluation.args import add_eval_args
+    from .toy.args import add_toy_dataset_args
+
+    add_eval_args(sub.add_parser(
+        "eval", help="score a generated video against a toy-world sample (S_v->r, S_r->v, PSNR, SSIM, face accuracy, crosstalk)"))
+    add_toy_dataset_args(sub.add_parser("toy-data", help="write a toy-world dataset plus the toy codec and text encoder"))
     return parser
 
 
@@ -232,7 +242,14 @@ def run_generate(args: argparse.Namespace) -> dict:
     finally:
         bar.close()
     t_write = time.perf_counter()
-    write_mp4(result.video, out, fps=args.fps)
+    from .toy.codec import ToyCodec
+    from .toy.dataset import write_lossless_mp4
+
+    lossless = args.lossless if args.lossless is not None else isinstance(vae, ToyCodec)
+    if lossless:
+        write_lossless_mp4((result.video * 255).round().to(torch.uint8).numpy(), out, args.fps)
+    else:
+        write_mp4(result.video, out, fps=args.fps)
     outputs = {"video": str(out)}
     if args.save_latents:
         from .utils import save_safetensors_atomic
@@ -284,6 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_demo(Path(args.out), seed=args.seed, steps=args.steps)
         elif args.command == "info":
             run_info(args.path)
+        elif args.command == "eval":
+            from .evaluation.evaluate import run_eval
+
+            run_eval(args)
+        elif args.command == "toy-data":
+            from .toy.dataset import run_toy_dataset
+
+            run_toy_dataset(args)
     except MVS2VError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -211,6 +211,10 @@ def load_text_encoder(path: str | os.PathLike, device: str | torch.device = "cpu
     p = Path(path).expanduser()
     if not p.exists():
         raise CheckpointError(f"Text encoder not found: '{p}'. Pass {_EXPECTED}.")
+    from ..toy.text import is_toy_text_encoder, load_toy_text_encoder
+
+    if is_toy_text_encoder(p):  # the toy world's fixed word embeddings, same interface
+        return load_toy_text_encoder(p, device=device, dtype=dtype)
     if p.is_file():
         if p.suffix.lower() in _PICKLE_SUFFIXES:
             raise CheckpointError(f"Refusing to load the pickle file '{p}'. Pass {_EXPECTED}.")

@@ -578,6 +578,12 @@ def load_vae(path: str | os.PathLike, device: str | torch.device = "cpu",
     p = Path(path).expanduser()
     if not p.exists():
         raise CheckpointError(f"VAE not found: '{p}'. Pass {_EXPECTED}.")
+    from ..toy.codec import is_toy_codec, load_codec
+
+    if is_toy_codec(p):  # the toy world's exact pixel-unshuffle codec, same interface
+        if stats is not None:
+            raise MVS2VError(f"'{p}' is a toy codec folder, which stores its own normalization; drop latents_mean/std")
+        return load_codec(p, device=device, dtype=dtype)
     if p.is_dir():
         if not (p / "config.json").is_file() and (p / "vae" / "config.json").is_file():
             p = p / "vae"
