@@ -1,6 +1,17 @@
-"""ComfyUI entry point of the mvs2v node pack.
+"""ComfyUI entry point of the mvs2v node pack (V3 schema: ``comfy_entrypoint`` only).
 
-The nodes (V3 schema, ``comfy_entrypoint``) land with the node-pack issue; until then the pack
-exports nothing, so ComfyUI loads it as an empty pack. Model code lives in ``mvs2v_core`` and is
-imported lazily by the nodes.
+ComfyUI imports this folder as a package under whatever name it has in custom_nodes/. The nodes
+and the frontend extension live in ``nodes/`` and ``web/``; model code in ``mvs2v_core`` is
+imported by the nodes relatively, so nothing is installed into ComfyUI's environment. Outside
+ComfyUI (no ``comfy_api`` to import) the package exports only WEB_DIRECTORY.
 """
+
+import importlib.util as _importlib_util
+
+WEB_DIRECTORY = "./web"
+__all__ = ["WEB_DIRECTORY"]
+
+if _importlib_util.find_spec("comfy_api") is not None:
+    from .nodes import comfy_entrypoint  # noqa: F401  (errors inside ComfyUI are reported, never hidden)
+
+    __all__.append("comfy_entrypoint")

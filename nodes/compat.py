@@ -1,0 +1,203 @@
+"""The one place that touches ComfyUI internals.
+
+Every other node file goes through these functions, so a change in ComfyUI is fixed here.
+
+Checked against (read in the code and run end to end with tests/comfyui/):
+    ComfyUI 0.3.64 (Comfy-Org/ComfyUI a125cd84, 2025-10-12)
+    ComfyUI 0.33.0 (mirror yzkee/ComfyUI 783545f6, 2026-08-22)
+
+What is used, and why it is public enough to rely on:
+    * ``ModelPatcher.clone()``, ``add_wrapper_with_key`` / ``remove_wrappers_with_key`` with
+      ``WrappersMP.DIFFUSION_MODEL`` (the wrapper gets ``executor.class_obj`` = the ``WanModel``);
+    * ``transformer_options["patches_replace"]["dit"][("double_block", i)]`` block replacements,
+      which ``WanModel.forward_orig`` calls with ``{"img", "txt", "vec", "pe", "transformer_options"}``
+      and ``{"original_block"}`` (identical in both versions);
+    * ``WanModel.rope_embedder`` (``EmbedND``) turning ``[1, L, 3]`` ids into freqs, ``.movedim(1, 2)``;
+    * a conditioning's ``model_conds`` (kept by ``sampler_helpers.convert_cond``) carrying a
+      ``comfy.conds.CONDRegular`` per sample, which reaches the diffusion model as a keyword;
+    * ``comfy.samplers.KSAMPLER``, ``CFGGuider`` + ``calc_cond_batch`` (as ``Guider_DualCFG``),
+      ``comfy.sample.prepare_noise`` / ``fix_empty_latent_channels``, ``latent_preview.prepare_callback``;
+    * ``comfy.sd.load_lora_for_models`` (what ``LoraLoaderModelOnly`` does), ``folder_paths``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import comfy.conds
+import comfy.model_management
+import comfy.patcher_extension
+import comfy.sample
+import comfy.samplers
+import comfy.sd
+import comfy.utils
+import folder_paths
+import latent_preview
+import torch
+from comfy.ldm.wan.model import WanModel
+
+from ..mvs2v_core.errors import MVS2VError
+from ..mvs2v_core.model.config import WanConfig
+
+CHECKED_COMFYUI_VERSIONS = ("0.3.64", "0.33.0")
+
+ADAPTER_FOLDER = "mvs2v"
+WRAPPER_KEY = "mvs2v_references"
+REF_GATE_KEY = "mvs2v_ref_gate"
+MFI_NO_REF_KEY = "mvs2v_mfi_no_ref_context"
+
+CFGGuider = comfy.samplers.CFGGuider
+calc_cond_batch = comfy.samplers.calc_cond_batch
+
+
+def comfyui_version() -> str:
+    try:
+        import comfyui_version  # type: ignore[import-not-found]
+
+        return str(comfyui_version.__version__)
+    except Exception:  # noqa: BLE001 - an unknown layout only affects messages
+        return "unknown"
+
+
+# ---- folders -------------------------------------------------------------------------------------
+
+
+def register_adapter_folder() -> None:
+    """``models/mvs2v`` (and any ``mvs2v:`` entry of extra_model_paths.yaml), safetensors only."""
+    default = os.path.join(folder_paths.models_dir, ADAPTER_FOLDER)
+    if ADAPTER_FOLDER in folder_paths.folder_names_and_paths:
+        paths, _ = folder_paths.folder_names_and_paths[ADAPTER_FOLDER]
+        folder_paths.folder_names_and_paths[ADAPTER_FOLDER] = (paths, {".safetensors"})
+        if default not in paths:
+            folder_paths.add_model_folder_path(ADAPTER_FOLDER, default)
+    else:
+        folder_paths.folder_names_and_paths[ADAPTER_FOLDER] = ([default], {".safetensors"})
+
+
+def adapter_filenames() -> list[str]:
+    return folder_paths.get_filename_list(ADAPTER_FOLDER)
+
+
+def adapter_folders() -> list[str]:
+    return folder_paths.get_folder_paths(ADAPTER_FOLDER)
+
+
+def input_directory() -> str:
+    return folder_paths.get_input_directory()
+
+
+# ---- the Wan model -------------------------------------------------------------------------------
+
+
+def wan_diffusion_model(model_patcher: Any) -> WanModel:
+    """The ``WanModel`` inside a MODEL, refusing the variants whose forward differs (VACE, S2V...)."""
+    try:
+        dm = model_patcher.get_model_object("diffusion_model")
+    except Exception:  # noqa: BLE001
+        dm = None
+    if type(dm) is not WanModel:
+        name = type(dm).__name__ if dm is not None else type(model_patcher).__name__
+        raise MVS2VError(
+            f"MV-S2V needs a Wan 2.1 / 2.2 text-to-video DiT (Wan2.1 T2V, Phantom-Wan, Wan2.2 T2V A14B or "
+            f"TI2V 5B) loaded with Load Diffusion Model; this MODEL is a {name}"
+        )
+    return dm
+
+
+def wan_config(dm: WanModel) -> WanConfig:
+    return WanConfig(
+        dim=int(dm.dim), ffn_dim=int(dm.ffn_dim), num_heads=int(dm.num_heads), num_layers=int(dm.num_layers),
+        in_dim=int(dm.patch_embedding.weight.shape[1]), out_dim=int(dm.out_dim), text_dim=int(dm.text_dim),
+        freq_dim=int(dm.freq_dim), text_len=int(dm.text_len), patch_size=tuple(dm.patch_size),  # type: ignore[arg-type]
+        image_dim=1280 if getattr(dm, "img_emb", None) is not None else None, family="comfyui-wan",
+    )
+
+
+def process_latent_in(model_patcher: Any, latents: torch.Tensor) -> torch.Tensor:
+    """VAE latents -> the normalised latents the DiT sees (the model's own latent format)."""
+    return model_patcher.model.process_latent_in(latents)
+
+
+def set_reference_wrapper(model_patcher: Any, wrapper: Callable) -> Any:
+    """A clone of the MODEL with ``wrapper`` as its MV-S2V DIFFUSION_MODEL wrapper (replacing an older one)."""
+    m = model_patcher.clone()
+    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, wrapper)
+    return m
+
+
+def reference_wrappers(model_patcher: Any) -> list:
+    return model_patcher.get_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
+
+
+# ---- conditioning --------------------------------------------------------------------------------
+
+
+def with_reference_gate(conditioning: list, gate: float) -> list:
+    """A copy of CONDITIONING whose samples see the references scaled by ``gate`` (0 = no references)."""
+    out = []
+    for tensor, extra in conditioning:
+        d = dict(extra)
+        conds = dict(d.get("model_conds", {}))
+        conds[REF_GATE_KEY] = comfy.conds.CONDRegular(torch.tensor([float(gate)]))
+        d["model_conds"] = conds
+        out.append([tensor, d])
+    return out
+
+
+def without_references(conditioning: list) -> list:
+    """The no-reference pass of Phantom's guidance: gate 0 and, where MFI added tokens, zero features."""
+    swapped = []
+    for tensor, extra in conditioning:
+        alt = extra.get(MFI_NO_REF_KEY)
+        swapped.append([alt if alt is not None else tensor, extra])
+    return with_reference_gate(swapped, 0.0)
+
+
+# ---- LoRA ----------------------------------------------------------------------------------------
+
+
+def apply_lora(model_patcher: Any, lora: dict[str, torch.Tensor], strength: float) -> tuple[Any, int]:
+    """ComfyUI's own weight patching (what LoraLoaderModelOnly does); returns (model, keys matched)."""
+    if not lora or strength == 0:
+        return model_patcher, 0
+    new_model, _ = comfy.sd.load_lora_for_models(model_patcher, None, lora, strength, 0)
+    matched = len(new_model.patches) - len(model_patcher.patches)
+    return new_model, matched
+
+
+# ---- sampling ------------------------------------------------------------------------------------
+
+
+def make_sampler(sampler_function: Callable) -> Any:
+    return comfy.samplers.KSAMPLER(sampler_function)
+
+
+def prepare_noise(latent_image: torch.Tensor, seed: int, batch_index: Any = None) -> torch.Tensor:
+    return comfy.sample.prepare_noise(latent_image, seed, batch_index)
+
+
+def fix_latent_channels(model_patcher: Any, latent_image: torch.Tensor) -> torch.Tensor:
+    return comfy.sample.fix_empty_latent_channels(model_patcher, latent_image)
+
+
+def model_shift(model_patcher: Any) -> float:
+    sampling = model_patcher.get_model_object("model_sampling")
+    shift = getattr(sampling, "shift", None)
+    if shift is None:
+        raise MVS2VError("this MODEL has no flow shift (not a rectified-flow model such as Wan); set shift > 0")
+    return float(shift)
+
+
+def preview_callback(model_patcher: Any, steps: int) -> Callable:
+    return latent_preview.prepare_callback(model_patcher, steps)
+
+
+def intermediate_device() -> torch.device:
+    return comfy.model_management.intermediate_device()
+
+
+def throw_if_interrupted() -> None:
+    comfy.model_management.throw_exception_if_processing_interrupted()

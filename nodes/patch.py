@@ -1,0 +1,171 @@
+"""The MV-S2V patch of a native ComfyUI Wan model: one DIFFUSION_MODEL wrapper.
+
+Per model call the wrapper
+
+1. takes the reference slots that produce tokens (all, or the filled ones under ``drop``), scaled
+   by the per-sample reference gate (0 in the no-reference guidance pass), and hands them to the
+   model's own ``_forward`` as ``time_dim_concat`` -- so the model's own Conv3d patch-embeds them
+   after the video frames and its own code trims them from the output;
+2. builds the position ids of the chosen scheme (``mvs2v_core.references.positions``) and turns
+   them into freqs with the model's own ``rope_embedder``;
+3. adds a block replacement for every block (composed with any replacement another node set) that
+   hands the block those freqs, and, in block 0, whose input is the patch embedding, puts the
+   adapter's proxy vector into every empty slot;
+4. extends per-frame / per-token timesteps (Wan 2.2) over the reference frames, or gives the
+   references timestep 0 when asked.
+
+So the computation is the one of ``mvs2v_core.model.transformer.WanDiT.forward`` with references,
+run by ComfyUI's modules (attention backends, weight casting, LoRA patches, offloading).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..mvs2v_core.comfy_support import extend_timestep, proxy_slot_table
+from ..mvs2v_core.errors import MVS2VError
+from ..mvs2v_core.references.layout import ReferenceLayout
+from ..mvs2v_core.references.positions import PositionScheme, build_position_ids
+
+REF_GATE_KEY = "mvs2v_ref_gate"
+
+
+class ReferenceInjection:
+    """Callable ``(executor, x, timestep, context, clip_fea, time_dim_concat, transformer_options, **kw)``.
+
+    Args:
+        latents: ``[1, C, S, h, w]`` normalised latents of every slot (token order).
+        layout, scheme, empty_slot_mode: as in :class:`mvs2v_core.references.conditioning.ReferenceConditioning`.
+        proxy_tokens: ``[K, dim]`` or None (needed when ``proxy`` meets an empty slot).
+        ref_timestep: ``same`` or ``zero``.
+    """
+
+    def __init__(
+        self,
+        latents: torch.Tensor,
+        layout: ReferenceLayout,
+        scheme: PositionScheme,
+        empty_slot_mode: str,
+        proxy_tokens: torch.Tensor | None,
+        ref_timestep: str = "same",
+    ) -> None:
+        if latents.ndim != 5 or latents.shape[2] != layout.num_slots:
+            raise MVS2VError(
+                f"reference latents {tuple(latents.shape)} do not hold one frame per slot ({layout.num_slots} slots)"
+            )
+        self.layout = layout
+        self.scheme = scheme
+        self.empty_slot_mode = empty_slot_mode
+        self.kept = layout.kept_slots(empty_slot_mode)
+        self.latents = latents[:, :, self.kept].detach().float().cpu().contiguous()
+        self.proxies = proxy_slot_table(layout, empty_slot_mode)
+        if self.proxies and proxy_tokens is None:
+            raise MVS2VError(
+                "the reference set has empty slots and the empty-slot mode is 'proxy', but no adapter with "
+                "proxy tokens was given: connect MV-S2V Load Adapter, or use the 'gray' or 'drop' mode"
+            )
+        self.proxy_tokens = proxy_tokens.detach().float().cpu() if proxy_tokens is not None else None
+        self.ref_timestep = ref_timestep
+        self._freqs_key: Any = None
+        self._freqs: torch.Tensor | None = None
+
+    # ---- pieces --------------------------------------------------------------------------------
+    def position_ids(self, grid: tuple[int, int, int], transformer_options: dict) -> torch.Tensor:
+        ids = build_position_ids(grid, self.layout, self.scheme, self.empty_slot_mode)
+        rope = transformer_options.get("rope_options")
+        if rope:  # ModelPatcher.set_model_rope_options (2026): the same scale/shift on every token
+            scale = torch.tensor([rope.get("scale_t", 1.0), rope.get("scale_y", 1.0), rope.get("scale_x", 1.0)])
+            shift = torch.tensor([rope.get("shift_t", 0.0), rope.get("shift_y", 0.0), rope.get("shift_x", 0.0)])
+            ids = ids * scale + shift
+        return ids
+
+    def freqs(self, model: Any, grid: tuple[int, int, int], device: torch.device, transformer_options: dict) -> torch.Tensor:
+        rope = transformer_options.get("rope_options")
+        key = (grid, str(device), tuple(sorted(rope.items())) if rope else None)
+        if key != self._freqs_key or self._freqs is None:
+            ids = self.position_ids(grid, transformer_options).to(device)
+            self._freqs = model.rope_embedder(ids[None]).movedim(1, 2)
+            self._freqs_key = key
+        return self._freqs
+
+    def _insert_proxies(self, img: torch.Tensor, n_video: int, tokens_per_frame: int) -> torch.Tensor:
+        img = img.clone()
+        proxy = self.proxy_tokens.to(device=img.device, dtype=img.dtype)  # type: ignore[union-attr]
+        for pos, view in self.proxies:
+            start = n_video + pos * tokens_per_frame
+            img[:, start : start + tokens_per_frame] = proxy[view]
+        return img
+
+    def _block_patches(self, transformer_options: dict, num_blocks: int, freqs: torch.Tensor,
+                       n_video: int, tokens_per_frame: int) -> dict:
+        opts = dict(transformer_options)
+        replace = dict(opts.get("patches_replace", {}))
+        dit = dict(replace.get("dit", {}))
+        for i in range(num_blocks):
+            dit[("double_block", i)] = self._block_patch(i, dit.get(("double_block", i)), freqs, n_video, tokens_per_frame)
+        replace["dit"] = dit
+        opts["patches_replace"] = replace
+        return opts
+
+    def _block_patch(self, index: int, inner: Any, freqs: torch.Tensor, n_video: int, tokens_per_frame: int):
+        insert = index == 0 and bool(self.proxies)
+
+        def patch(args: dict, extra: dict) -> dict:
+            args = dict(args)
+            args["pe"] = freqs
+            if insert:
+                args["img"] = self._insert_proxies(args["img"], n_video, tokens_per_frame)
+            if inner is not None:  # another node's replacement of this block still runs
+                return inner(args, extra)
+            return extra["original_block"](args)
+
+        return patch
+
+    # ---- the wrapper ---------------------------------------------------------------------------
+    def __call__(self, executor: Any, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
+                 clip_fea: Any = None, time_dim_concat: Any = None, transformer_options: dict | None = None,
+                 **kwargs: Any) -> torch.Tensor:
+        transformer_options = transformer_options if transformer_options is not None else {}
+        gate = kwargs.pop(REF_GATE_KEY, None)
+        if not self.kept:  # 'drop' with nothing filled: the plain model
+            return executor(x, timestep, context, clip_fea, time_dim_concat, transformer_options, **kwargs)
+        model = executor.class_obj
+        if time_dim_concat is not None:
+            raise MVS2VError(
+                "this conditioning already carries Phantom reference frames (from WanPhantomSubjectToVideo); "
+                "MV-S2V adds the references itself: use plain text conditioning with an MV-S2V-patched model"
+            )
+        if kwargs.get("context_latents") is not None or (
+            getattr(model, "ref_conv", None) is not None and kwargs.get("reference_latent") is not None
+        ):
+            raise MVS2VError("in-context reference latents of another node cannot be combined with MV-S2V references")
+        b, c, f, h, w = x.shape
+        refs = self.latents
+        if refs.shape[1] != c:
+            raise MVS2VError(
+                f"the references are {refs.shape[1]}-channel latents but this model takes {c} channels: encode them "
+                f"with the VAE of the same Wan release (Wan2.1 VAE: 16, Wan2.2 VAE: 48); image-to-video models "
+                f"are not supported"
+            )
+        if tuple(refs.shape[-2:]) != (h, w):
+            raise MVS2VError(
+                f"the reference latents are {refs.shape[-1]}x{refs.shape[-2]} but the video latent is {w}x{h}: set "
+                f"MV-S2V Encode References to the video's width and height"
+            )
+        refs = refs.to(device=x.device, dtype=x.dtype).expand(b, -1, -1, -1, -1)
+        if gate is not None:
+            g = gate.reshape(-1).to(device=x.device, dtype=x.dtype)
+            if g.numel() == 1:
+                g = g.expand(b)
+            refs = refs * g.reshape(b, 1, 1, 1, 1)
+        pt, ph, pw = model.patch_size
+        grid = (math.ceil(f / pt), math.ceil(h / ph), math.ceil(w / pw))
+        tokens_per_frame = grid[1] * grid[2]
+        n_video = grid[0] * tokens_per_frame
+        freqs = self.freqs(model, grid, x.device, transformer_options)
+        timestep = extend_timestep(timestep, grid[0], tokens_per_frame, len(self.kept), self.ref_timestep)
+        opts = self._block_patches(transformer_options, len(model.blocks), freqs, n_video, tokens_per_frame)
+        return executor(x, timestep, context, clip_fea, refs, opts, **kwargs)

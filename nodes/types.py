@@ -1,0 +1,12 @@
+"""Socket types the MV-S2V nodes pass between each other (names prefixed MVS2V_)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+Subject = io.Custom("MVS2V_SUBJECT")
+ReferenceSet = io.Custom("MVS2V_REFERENCE_SET")
+EncodedReferences = io.Custom("MVS2V_ENCODED_REFERENCES")
+Adapter = io.Custom("MVS2V_ADAPTER")
+
+MAX_SUBJECT_INPUTS = 16
