@@ -191,3 +191,16 @@ def test_mvs2v_pipeline_runs_with_toy_codec_and_text_encoder() -> None:
     assert result.video.shape == (5, 32, 32, 3)
     assert result.latents.shape == (1, 48, 5, 8, 8)  # temporal factor 1: one latent frame per frame
     assert torch.isfinite(result.video).all()
+
+
+def test_toy_vision_encoder_tokens_are_the_patch_pixels(tmp_path):
+    from mvs2v_core.pipeline.vision import load_vision_encoder
+    from mvs2v_core.toy.vision import ToyVisionEncoder, save_toy_vision_encoder
+
+    enc = load_vision_encoder(save_toy_vision_encoder(ToyVisionEncoder(32, 8), tmp_path / "vis"))
+    img = torch.rand(2, 3, 32, 32) * 2 - 1
+    feats = enc(img)
+    assert feats.shape == (2, 1 + 16, 192) and enc.width == 192
+    # Token 1 is the top-left 8x8 patch, channel-major, exactly; token 0 the mean colour.
+    assert torch.equal(feats[:, 1], img[:, :, :8, :8].reshape(2, -1))
+    assert torch.allclose(feats[:, 0, ::64], img.mean(dim=(2, 3)), atol=1e-6)

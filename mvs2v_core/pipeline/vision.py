@@ -46,8 +46,15 @@ class VisionEncoder:
 
 def load_vision_encoder(path: str | os.PathLike, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> VisionEncoder:
-    """Load a transformers CLIP or SigLIP vision model from a local folder (safetensors only)."""
+    """Load a transformers CLIP or SigLIP vision model from a local folder (safetensors only).
+
+    A toy vision-encoder folder (see :mod:`mvs2v_core.toy.vision`) loads the toy patch encoder.
+    """
     p = Path(path)
+    from ..toy.vision import is_toy_vision_encoder, load_toy_vision_encoder
+
+    if is_toy_vision_encoder(p):
+        return load_toy_vision_encoder(p)  # type: ignore[return-value]
     if not (p / "config.json").is_file():
         raise CheckpointError(
             f"{p} is not a vision-model folder: it needs config.json and model.safetensors "

@@ -248,17 +248,20 @@ def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0,
 
 def save_toy_encoders(out_dir: str | os.PathLike, spatial_factor: int = 4, text_dim: int = 32,
                       seed: int = 0) -> dict[str, Path]:
-    """Write the toy codec and toy text encoder folders (``codec/``, ``text_encoder/``) under ``out_dir``.
+    """Write the toy codec, text encoder and vision encoder folders (``codec/``, ``text_encoder/``,
+    ``vision_encoder/``) under ``out_dir``.
 
-    These are the ``--vae`` / ``--text-encoder`` (and trainer ``model.vae`` / ``model.text_encoder``)
-    paths for toy-world models.
+    These are the ``--vae`` / ``--text-encoder`` / ``--vision-encoder`` (and the trainer's
+    ``model.vae`` / ``model.text_encoder`` / ``model.vision_encoder``) paths for toy-world models.
     """
     from .codec import ToyCodec, save_codec
     from .text import ToyTextEncoder, save_toy_text_encoder
+    from .vision import ToyVisionEncoder, save_toy_vision_encoder
 
     out = Path(out_dir)
     return {"codec": save_codec(ToyCodec(spatial_factor), out / "codec"),
-            "text_encoder": save_toy_text_encoder(ToyTextEncoder(dim=text_dim, seed=seed), out / "text_encoder")}
+            "text_encoder": save_toy_text_encoder(ToyTextEncoder(dim=text_dim, seed=seed), out / "text_encoder"),
+            "vision_encoder": save_toy_vision_encoder(ToyVisionEncoder(), out / "vision_encoder")}
 
 
 # ---- command line (`mvs2v toy-data`; the arguments are in .args) ----------------------------------
