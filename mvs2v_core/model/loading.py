@@ -609,6 +609,8 @@ def load_dit(
     from .transformer import WanDiT
 
     dtype = _as_dtype(dtype)
+    if torch.device(device).type == "cpu":
+        device = "cpu"  # accelerate names it "cpu:0", which safetensors does not accept
     hints: dict = {}
     if isinstance(path, Mapping):
         src: _Source = _DictSource(path)
