@@ -237,8 +237,14 @@ def run_generate(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     bar = tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr)
+
+    def on_step(info: dict) -> None:
+        bar.update(1)
+        if info["step"] + 1 == info["total_steps"]:
+            bar.close()  # before VAE decoding, so the bar's rate is the sampling rate
+
     try:
-        result = pipe.generate(settings, subjects, progress=lambda info: bar.update(1))
+        result = pipe.generate(settings, subjects, progress=on_step)
     finally:
         bar.close()
     t_write = time.perf_counter()
