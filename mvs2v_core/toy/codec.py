@@ -27,7 +27,6 @@ A saved codec is a folder with ``toy_codec.json`` (the marker, see :func:`is_toy
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,7 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, MVS2VError
-from ..utils import atomic_write, save_safetensors_atomic
+from ..utils import save_safetensors_atomic
+from .markers import read_marker, write_marker
 
 __all__ = ["ToyCodec", "save_codec", "load_codec", "is_toy_codec", "CODEC_MARKER", "CODEC_FORMAT",
            "DEFAULT_LATENTS_STD"]
@@ -230,27 +230,15 @@ def save_codec(codec: ToyCodec, folder: str | os.PathLike) -> Path:
     meta = {"format": CODEC_FORMAT, "version": CODEC_VERSION, "spatial_factor": codec.spatial_factor,
             "temporal_factor": 1, "z_dim": codec.z_dim,
             "note": "mvs2v toy codec: pixel unshuffle + fixed normalization; exactly invertible"}
-    with atomic_write(out / CODEC_MARKER) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return out
+    return write_marker(out, CODEC_MARKER, meta)
 
 
 def load_codec(path: str | os.PathLike, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> ToyCodec:
     """Load a codec written by :func:`save_codec` (``path``: the folder or its ``toy_codec.json``)."""
-    p = Path(path)
-    folder = p.parent if p.is_file() else p
+    folder, meta = read_marker(path, CODEC_MARKER, CODEC_FORMAT, CODEC_VERSION, "toy codec",
+                               "mvs2v_core.toy.codec.save_codec(ToyCodec(), folder)")
     marker = folder / CODEC_MARKER
-    if not marker.is_file():
-        raise CheckpointError(f"'{p}' is not a toy codec: {CODEC_MARKER} is missing. Write one with "
-                              "mvs2v_core.toy.codec.save_codec(ToyCodec(), folder).")
-    try:
-        meta = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read '{marker}' ({exc}); write the codec again with save_codec") from None
-    if meta.get("format") != CODEC_FORMAT or meta.get("version") != CODEC_VERSION:
-        raise CheckpointError(f"'{marker}' is not a version-{CODEC_VERSION} {CODEC_FORMAT} file "
-                              f"(format {meta.get('format')!r}, version {meta.get('version')!r})")
     if meta.get("temporal_factor", 1) != 1:
         raise CheckpointError(f"'{marker}' asks for temporal_factor {meta.get('temporal_factor')}; the toy codec "
                               "only has 1")

@@ -25,7 +25,6 @@ the vocabulary; see :func:`is_toy_text_encoder`) and ``embeddings.safetensors``
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -37,7 +36,8 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, MVS2VError
-from ..utils import atomic_write, save_safetensors_atomic
+from ..utils import save_safetensors_atomic
+from .markers import read_marker, write_marker
 from .world import vocabulary as grammar_vocabulary
 
 __all__ = ["ToyTextEncoder", "save_toy_text_encoder", "load_toy_text_encoder", "is_toy_text_encoder", "position_code",
@@ -198,27 +198,15 @@ def save_toy_text_encoder(encoder: ToyTextEncoder, folder: str | os.PathLike) ->
     meta = {"format": TEXT_FORMAT, "version": TEXT_VERSION, "dim": encoder.dim, "seed": encoder.seed,
             "position_scale": encoder.position_scale, "unknown": encoder.unknown,
             "vocabulary": encoder.vocabulary}
-    with atomic_write(out / TEXT_MARKER) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return out
+    return write_marker(out, TEXT_MARKER, meta)
 
 
 def load_toy_text_encoder(path: str | os.PathLike, device: str | torch.device = "cpu",
                           dtype: torch.dtype = torch.float32) -> ToyTextEncoder:
     """Load an encoder written by :func:`save_toy_text_encoder` (the folder or its marker file)."""
-    p = Path(path)
-    folder = p.parent if p.is_file() else p
+    folder, meta = read_marker(path, TEXT_MARKER, TEXT_FORMAT, TEXT_VERSION, "toy text encoder",
+                               "mvs2v_core.toy.text.save_toy_text_encoder(ToyTextEncoder(), folder)")
     marker = folder / TEXT_MARKER
-    if not marker.is_file():
-        raise CheckpointError(f"'{p}' is not a toy text encoder: {TEXT_MARKER} is missing. Write one with "
-                              "mvs2v_core.toy.text.save_toy_text_encoder(ToyTextEncoder(), folder).")
-    try:
-        meta = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read '{marker}' ({exc}); write the encoder again") from None
-    if meta.get("format") != TEXT_FORMAT or meta.get("version") != TEXT_VERSION:
-        raise CheckpointError(f"'{marker}' is not a version-{TEXT_VERSION} {TEXT_FORMAT} file "
-                              f"(format {meta.get('format')!r}, version {meta.get('version')!r})")
     weights = folder / TEXT_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"toy text encoder '{folder}' has no {TEXT_WEIGHTS}; write it again")

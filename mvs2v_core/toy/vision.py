@@ -12,7 +12,6 @@ A saved encoder is a folder holding ``toy_vision_encoder.json`` (the marker and 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -20,10 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError
-from ..utils import atomic_write
+from .markers import read_marker, write_marker
 
 VISION_MARKER = "toy_vision_encoder.json"
 VISION_FORMAT = "mvs2v-toy-vision-encoder"
+VISION_VERSION = 1
 
 
 class ToyVisionEncoder:
@@ -54,18 +54,15 @@ def is_toy_vision_encoder(path: str | os.PathLike) -> bool:
 
 
 def save_toy_vision_encoder(encoder: ToyVisionEncoder, folder: str | os.PathLike) -> Path:
-    out = Path(folder)
-    with atomic_write(out / VISION_MARKER) as tmp:
-        tmp.write_text(json.dumps({"format": VISION_FORMAT, "image_size": encoder.image_size, "patch": encoder.patch}))
-    return out
+    meta = {"format": VISION_FORMAT, "version": VISION_VERSION, "image_size": encoder.image_size,
+            "patch": encoder.patch}
+    return write_marker(folder, VISION_MARKER, meta)
 
 
 def load_toy_vision_encoder(path: str | os.PathLike) -> ToyVisionEncoder:
-    marker = Path(path) / VISION_MARKER
+    _, meta = read_marker(path, VISION_MARKER, VISION_FORMAT, VISION_VERSION, "toy vision encoder",
+                          "mvs2v_core.toy.vision.save_toy_vision_encoder(ToyVisionEncoder(), folder)")
     try:
-        info = json.loads(marker.read_text())
-        if info.get("format") != VISION_FORMAT:
-            raise ValueError(f"format is {info.get('format')!r}")
-        return ToyVisionEncoder(int(info["image_size"]), int(info["patch"]))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"'{marker}' is not a valid toy vision encoder ({e}); write it with save_toy_vision_encoder") from None
+        return ToyVisionEncoder(int(meta["image_size"]), int(meta["patch"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"toy vision encoder marker in '{path}' is malformed ({e!r}); write it again") from None
