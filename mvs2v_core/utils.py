@@ -45,3 +45,22 @@ def save_safetensors_atomic(
     data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_write(path) as tmp:
         save_file(data, str(tmp), metadata=dict(metadata) if metadata else None)
+
+
+def lazy_exports(package: str, exports: Mapping[str, str]):
+    """``(__getattr__, __dir__)`` for a package whose names load their submodule on first use.
+
+    ``exports`` maps a public name to the relative submodule defining it (``{"evaluate": ".evaluate"}``),
+    so importing the package stays light (no matplotlib / av until a function needs them).
+    """
+    import importlib
+
+    def __getattr__(name: str):
+        if name in exports:
+            return getattr(importlib.import_module(exports[name], package), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(exports)
+
+    return __getattr__, __dir__

@@ -14,8 +14,7 @@ matplotlib and transformers only inside the functions that need them.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..utils import lazy_exports
 
 _EXPORTS = {
     "evaluate": ".evaluate", "run_eval": ".evaluate", "add_eval_args": ".args",
@@ -30,11 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,6 +6,7 @@
 * :mod:`.dataset` -- :func:`write_toy_dataset`: videos, reference PNGs, truth and ``manifest.jsonl``.
 * :mod:`.codec` -- :class:`ToyCodec`, an exactly invertible latent codec with the ``WanVAE`` interface.
 * :mod:`.text` -- :class:`ToyTextEncoder`, fixed word embeddings with the ``TextEncoder`` interface.
+* :mod:`.vision` -- :class:`ToyVisionEncoder`, patch pixels as MFI features (the vision-encoder interface).
 * :mod:`.args` -- the ``toy-data`` command's arguments (argparse only).
 
 See ``docs/toy_world.md``. Only numpy, torch and Pillow are needed (PyAV to write videos). The
@@ -14,8 +15,7 @@ names below are imported on first use, so ``import mvs2v_core.toy.args`` stays l
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..utils import lazy_exports
 
 _EXPORTS = {
     "ToyCodec": ".codec", "is_toy_codec": ".codec", "load_codec": ".codec", "save_codec": ".codec",
@@ -31,11 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
