@@ -9,7 +9,7 @@ import torch
 
 from ..mvs2v_core.comfy_support import three_pass_weights
 from ..mvs2v_core.errors import MVS2VError
-from ..mvs2v_core.sampling.solvers import get_solver
+from ..mvs2v_core.sampling.solvers import Solver, get_solver
 from . import compat
 
 
@@ -44,10 +44,16 @@ class ThreePassGuider(compat.CFGGuider):
         return result
 
 
-def flow_solver_function(solver_name: str) -> Callable:
+def flow_solver_function(solver_name: str, trajectory: Solver | None = None, first_step: int = 0) -> Callable:
     """A k-diffusion style sampler function running an mvs2v_core solver on ComfyUI's denoiser.
 
     ComfyUI's model returns the denoised latent ``x0``; the flow velocity is ``(x - x0) / sigma``.
+
+    With ``trajectory`` (a solver already reset on the whole schedule) the function runs that solver's
+    steps ``first_step, first_step + 1, ...`` on the slice of the schedule it is given and keeps its
+    state. The Flow Sampler samples the two Wan2.2 A14B experts one after the other this way, so they
+    continue one trajectory: UniPC keeps its history and corrector across the switch, as in Wan's own
+    sampler, where the model changes inside one scheduler loop.
     """
     get_solver(solver_name)  # validates the name now, not at the first step
 
@@ -60,17 +66,23 @@ def flow_solver_function(solver_name: str) -> Callable:
                 f"the schedule goes up to sigma {float(sched.max()):.3g}: the MV-S2V flow solvers need a rectified-flow "
                 "model (Wan) whose sigmas lie in [0, 1]"
             )
-        solver = get_solver(solver_name)
-        solver.reset(sched.clamp(0.0, 1.0))
+        if trajectory is None:
+            solver, start = get_solver(solver_name), 0
+            solver.reset(sched.clamp(0.0, 1.0))
+        else:
+            solver, start = trajectory, first_step
+            expected = torch.tensor(solver.sigmas[start : start + len(sched)], dtype=torch.float64)
+            if expected.shape != sched.shape or not torch.allclose(expected, sched.clamp(0.0, 1.0), rtol=0, atol=1e-7):
+                raise MVS2VError("internal error: a sampling stage's sigmas are not its slice of the whole schedule")
         s_in = x.new_ones([x.shape[0]])
 
         def velocity(xc: torch.Tensor, sigma: float) -> torch.Tensor:
             denoised = model(xc, sigma * s_in, **extra_args)
             return (xc - denoised) / sigma
 
-        for i in range(solver.steps):
+        for i in range(len(sched) - 1):
             compat.throw_if_interrupted()
-            step = solver.step(i, x, velocity)
+            step = solver.step(start + i, x, velocity)
             x = step.x
             if callback is not None:
                 callback({"i": i, "denoised": step.denoised, "x": x, "sigma": sigmas[i], "sigma_hat": sigmas[i]})

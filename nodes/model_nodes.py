@@ -118,7 +118,7 @@ class ApplyMVS2V(io.ComfyNode):
         if refs.latents.shape[1] != config.in_dim:
             raise MVS2VError(
                 f"the references are {refs.latents.shape[1]}-channel latents but this model takes {config.in_dim} "
-                "channels: encode them with the VAE of the model's release (Wan2.1 VAE: 16 channels, Wan2.2 VAE: 48); "
+                "channels: encode them with the VAE of the model's release (Wan2.1 / Phantom / Wan2.2 A14B: Wan2.1 VAE, 16 channels; Wan2.2 TI2V 5B: Wan2.2 VAE, 48); "
                 "image-to-video models are not supported"
             )
         proxy = None

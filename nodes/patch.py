@@ -147,7 +147,7 @@ class ReferenceInjection:
         if refs.shape[1] != c:
             raise MVS2VError(
                 f"the references are {refs.shape[1]}-channel latents but this model takes {c} channels: encode them "
-                f"with the VAE of the same Wan release (Wan2.1 VAE: 16, Wan2.2 VAE: 48); image-to-video models "
+                f"with the VAE of the same Wan release (Wan2.1 / Phantom / Wan2.2 A14B: Wan2.1 VAE, 16; Wan2.2 TI2V 5B: Wan2.2 VAE, 48); image-to-video models "
                 f"are not supported"
             )
         if tuple(refs.shape[-2:]) != (h, w):

@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..mvs2v_core.errors import MVS2VError
 from ..mvs2v_core.sampling.schedule import flow_sigmas
-from ..mvs2v_core.sampling.solvers import SOLVERS
+from ..mvs2v_core.sampling.solvers import SOLVERS, get_solver
 from . import compat
 from .flow import ThreePassGuider, flow_solver_function
 
@@ -50,7 +50,7 @@ class FlowSampler(io.ComfyNode):
                 io.Model.Input("low_noise_model", optional=True, tooltip=(
                     "Wan2.2 A14B: the low-noise expert (also through Apply MV-S2V); it takes over below the boundary")),
                 io.Float.Input("boundary", default=0.875, min=0.0, max=1.0, step=0.001, optional=True, tooltip=(
-                    "Wan2.2 A14B: sigma where the low-noise expert takes over (0.875 for T2V, 0.9 for I2V)")),
+                    "Wan2.2 A14B: sigma where the low-noise expert takes over (0.875, Wan's own setting for the T2V experts)")),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
@@ -61,18 +61,27 @@ class FlowSampler(io.ComfyNode):
         latent = compat.fix_latent_channels(model, latent_image["samples"])
         noise = compat.prepare_noise(latent, seed, latent_image.get("batch_index"))
         sigmas = flow_sigmas(steps, shift if shift > 0 else compat.model_shift(model), denoise=denoise).float()
-        sampler = compat.make_sampler(flow_solver_function(solver))
         preview = compat.preview_callback(model, steps)
         mask = latent_image.get("noise_mask")
         stages = [(model, sigmas, 0)]
         if low_noise_model is not None:
-            switch = int((sigmas[:-1] >= boundary).sum())  # steps that start above the boundary
+            if bool(compat.reference_wrappers(model)) != bool(compat.reference_wrappers(low_noise_model)):
+                raise MVS2VError(
+                    "only one of the two Wan2.2 A14B experts went through Apply MV-S2V: apply it to both (the same "
+                    "encoded references), or the other expert samples its steps without the references"
+                )
+            switch = int((sigmas[:-1] >= boundary).sum())  # steps that start at or above the boundary
             if switch == 0:
                 stages = [(low_noise_model, sigmas, 0)]
             elif switch < steps:
                 stages = [(model, sigmas[: switch + 1], 0), (low_noise_model, sigmas[switch:], switch)]
+        # One solver for the whole schedule: the second expert continues the first one's trajectory
+        # (UniPC's history and corrector carry over the switch) instead of restarting the solver.
+        trajectory = get_solver(solver)
+        trajectory.reset(sigmas.double().clamp(0.0, 1.0))
         samples = latent
         for i, (stage_model, stage_sigmas, offset) in enumerate(stages):
+            sampler = compat.make_sampler(flow_solver_function(solver, trajectory, offset))
             guider = _guider(stage_model, positive, negative, ref_scale, text_scale)
             stage_noise = noise if i == 0 else torch.zeros_like(noise)
 

@@ -6,7 +6,8 @@ every test here is skipped with that reason (ComfyUI is not on the package regis
 cannot install it).
 
 Weights are written by the tests: tiny Wan-layout DiTs (dim 128 = one 128-wide head, text width
-4096, so ComfyUI's own detection takes them for Wan2.1 T2V / Wan2.2 TI2V 5B), mvs2v adapters, and
+4096, so ComfyUI's own detection takes them for Wan2.1 T2V / Wan2.2 TI2V 5B; the two Wan2.2 A14B
+experts have the Wan2.1 T2V layout, and ComfyUI loads them as such), mvs2v adapters, and
 Wan VAEs with the real architecture (ComfyUI fixes the VAE width) and random weights, cached in
 ``MVS2V_TEST_CACHE`` (default ``~/.cache/mvs2v-comfyui-tests``) because the Wan2.2 one is 1.4 GB.
 """
@@ -35,6 +36,8 @@ SKIP_REASON = "COMFYUI_DIR is not set: point it at a ComfyUI checkout to run the
 
 DIT_WAN21 = "mvs2v_test_wan21_t2v.safetensors"
 DIT_WAN22_5B = "mvs2v_test_wan22_ti2v_5b.safetensors"
+DIT_WAN22_A14B_HIGH = "mvs2v_test_wan22_t2v_a14b_high_noise.safetensors"
+DIT_WAN22_A14B_LOW = "mvs2v_test_wan22_t2v_a14b_low_noise.safetensors"
 VAE_WAN21 = "mvs2v_test_wan21_vae.safetensors"
 VAE_WAN22 = "mvs2v_test_wan22_vae.safetensors"
 ADAPTER = "mvs2v_test_adapter_jump.safetensors"
@@ -196,6 +199,8 @@ def comfy_server(tmp_path_factory) -> ComfyServer:
     (base / "custom_nodes" / "mvs2v_testing").symlink_to(HERE / "testing_pack", target_is_directory=True)
     write_tiny_dit(base / "models/diffusion_models" / DIT_WAN21, 16, seed=1)
     write_tiny_dit(base / "models/diffusion_models" / DIT_WAN22_5B, 48, seed=2)
+    write_tiny_dit(base / "models/diffusion_models" / DIT_WAN22_A14B_HIGH, 16, seed=3)
+    write_tiny_dit(base / "models/diffusion_models" / DIT_WAN22_A14B_LOW, 16, seed=4)
     write_test_adapter(base / "models/mvs2v" / ADAPTER)
     for version, name in (("2.1", VAE_WAN21), ("2.2", VAE_WAN22)):
         (base / "models/vae" / name).symlink_to(cached_vae(version))

@@ -4,6 +4,10 @@ It stands in for the big encoders a real workflow loads from disk, so workflows 
 seconds: a deterministic text "encoder" giving umT5-shaped conditioning [1, 512, 4096], and a
 tiny CLIP vision model (ComfyUI's own ClipVisionModel class with a small config). The diffusion
 model and the VAE still come from files through ComfyUI's own loaders.
+
+Two probes let tests look inside a run: one logs every call of a MODEL's first transformer block
+(which expert, at which sigma, with how many tokens), one saves what a sampler is given in the
+model's own latent space, so a test can redo the sampling outside ComfyUI.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import os
 import tempfile
 
 import comfy.clip_vision
+import comfy.patcher_extension
+import folder_paths
 import torch
+from safetensors.torch import save_file
 
 
 def _seed_of(text: str) -> int:
@@ -77,7 +84,75 @@ class TestTinyClipVision:
         return (model,)
 
 
+class TestRecordCalls:
+    """A clone of MODEL whose first transformer block appends one JSON line per call to ``log_name``
+    in the output folder: ``tag``, the call's sigmas, its token count (video + reference tokens) and
+    batch. The block replacement composes with MV-S2V's (which calls it), and computes nothing else."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "tag": ("STRING", {"default": "model"}),
+                             "log_name": ("STRING", {"default": "mvs2v_calls.jsonl"})}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "record"
+    CATEGORY = "mvs2v_testing"
+
+    def record(self, model, tag, log_name):
+        path = os.path.join(folder_paths.get_output_directory(), log_name)
+
+        def block0(args, extra):
+            sigmas = args["transformer_options"].get("sigmas")
+            entry = {"tag": tag, "sigmas": [float(s) for s in sigmas.flatten()] if sigmas is not None else None,
+                     "tokens": int(args["img"].shape[1]), "batch": int(args["img"].shape[0])}
+            with open(path, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            return extra["original_block"](args)
+
+        m = model.clone()
+        m.set_model_patch_replace(block0, "dit", "double_block", 0)
+        return (m,)
+
+
+class TestSaveSamplingInputs:
+    """Saves, as ``filename_prefix.safetensors`` in the output folder: the reference latents the
+    MODEL's MV-S2V patch carries (normalised, as it hands them to the model), the positive and
+    negative text tensors, and ``latent`` put through the model's own ``process_latent_in``; the
+    metadata names the model class, its input channels and how many MV-S2V patches it has."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "filename_prefix": ("STRING", {"default": "mvs2v_inputs"})},
+                "optional": {"positive": ("CONDITIONING",), "negative": ("CONDITIONING",), "latent": ("LATENT",)}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    CATEGORY = "mvs2v_testing"
+
+    def save(self, model, filename_prefix, positive=None, negative=None, latent=None):
+        patches = model.get_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "mvs2v_references")
+        tensors = {}
+        if patches:
+            tensors["ref_latents"] = patches[0].latents.float().contiguous()
+        for name, cond in (("positive", positive), ("negative", negative)):
+            if cond is not None:
+                tensors[name] = cond[0][0].float().contiguous()
+        if latent is not None:
+            tensors["latent"] = model.model.process_latent_in(latent["samples"].float()).float().contiguous()
+        dm = model.get_model_object("diffusion_model")
+        meta = {"model_class": type(model.model).__name__, "diffusion_model_class": type(dm).__name__,
+                "in_dim": str(int(dm.patch_embedding.weight.shape[1])), "mvs2v_patches": str(len(patches))}
+        subfolder, name = os.path.split(filename_prefix)
+        folder = os.path.join(folder_paths.get_output_directory(), subfolder)
+        os.makedirs(folder, exist_ok=True)
+        save_file(tensors, os.path.join(folder, name + ".safetensors"), metadata=meta)
+        return {"ui": {"tensors": [{"filename": name + ".safetensors", "subfolder": subfolder, "type": "output"}]}}
+
+
 NODE_CLASS_MAPPINGS = {
     "MVS2VTest_TextConditioning": TestTextConditioning,
     "MVS2VTest_TinyClipVision": TestTinyClipVision,
+    "MVS2VTest_RecordCalls": TestRecordCalls,
+    "MVS2VTest_SaveSamplingInputs": TestSaveSamplingInputs,
 }
