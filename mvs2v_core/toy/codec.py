@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from ..errors import CheckpointError, MVS2VError
 from ..utils import save_safetensors_atomic
-from .markers import read_marker, write_marker
+from .markers import has_marker, read_marker, write_marker
 
 __all__ = ["ToyCodec", "save_codec", "load_codec", "is_toy_codec", "CODEC_MARKER", "CODEC_FORMAT",
            "DEFAULT_LATENTS_STD"]
@@ -217,8 +217,7 @@ class ToyCodec:
 
 def is_toy_codec(path: str | os.PathLike) -> bool:
     """True when ``path`` is a toy-codec folder (it holds ``toy_codec.json``) or that file."""
-    p = Path(path)
-    return (p.is_dir() and (p / CODEC_MARKER).is_file()) or (p.is_file() and p.name == CODEC_MARKER)
+    return has_marker(path, CODEC_MARKER)
 
 
 def save_codec(codec: ToyCodec, folder: str | os.PathLike) -> Path:

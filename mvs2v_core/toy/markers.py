@@ -39,3 +39,9 @@ def read_marker(path: str | os.PathLike, marker: str, fmt: str, version: int, wh
         got = meta if not isinstance(meta, dict) else f"format {meta.get('format')!r}, version {meta.get('version')!r}"
         raise CheckpointError(f"'{file}' is not a version-{version} {fmt} file ({got})")
     return folder, meta
+
+
+def has_marker(path: str | os.PathLike, marker: str) -> bool:
+    """True when ``path`` is a folder holding ``marker``, or that marker file itself."""
+    p = Path(path)
+    return (p.is_dir() and (p / marker).is_file()) or (p.is_file() and p.name == marker)

@@ -37,7 +37,7 @@ import torch
 
 from ..errors import CheckpointError, MVS2VError
 from ..utils import save_safetensors_atomic
-from .markers import read_marker, write_marker
+from .markers import has_marker, read_marker, write_marker
 from .world import vocabulary as grammar_vocabulary
 
 __all__ = ["ToyTextEncoder", "save_toy_text_encoder", "load_toy_text_encoder", "is_toy_text_encoder", "position_code",
@@ -186,8 +186,7 @@ class ToyTextEncoder:
 
 def is_toy_text_encoder(path: str | os.PathLike) -> bool:
     """True when ``path`` is a toy text-encoder folder (it holds ``toy_text_encoder.json``) or that file."""
-    p = Path(path)
-    return (p.is_dir() and (p / TEXT_MARKER).is_file()) or (p.is_file() and p.name == TEXT_MARKER)
+    return has_marker(path, TEXT_MARKER)
 
 
 def save_toy_text_encoder(encoder: ToyTextEncoder, folder: str | os.PathLike) -> Path:

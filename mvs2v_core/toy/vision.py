@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError
-from .markers import read_marker, write_marker
+from .markers import has_marker, read_marker, write_marker
 
 VISION_MARKER = "toy_vision_encoder.json"
 VISION_FORMAT = "mvs2v-toy-vision-encoder"
@@ -49,8 +49,7 @@ class ToyVisionEncoder:
 
 
 def is_toy_vision_encoder(path: str | os.PathLike) -> bool:
-    p = Path(path)
-    return p.is_dir() and (p / VISION_MARKER).is_file()
+    return has_marker(path, VISION_MARKER)
 
 
 def save_toy_vision_encoder(encoder: ToyVisionEncoder, folder: str | os.PathLike) -> Path:
