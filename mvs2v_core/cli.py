@@ -289,10 +289,14 @@ def run_info(path: str) -> None:
             print(load_adapter(p).metadata.to_json())
             return
     from .model.config import infer_config
-    from .model.loading import normalize_keys, read_meta_state_dict
+    from .model.loading import normalize_keys, read_meta_state_dict, resolve_checkpoint_files
 
     sd, layout = normalize_keys(read_meta_state_dict(p))  # headers only: instant even for 14B
     cfg = infer_config(sd)
+    _, hints = resolve_checkpoint_files(p)  # what the shapes cannot say (config.json / file metadata)
+    if "num_heads" in hints and cfg.dim % hints["num_heads"] == 0:
+        cfg = cfg.with_(num_heads=hints["num_heads"])
+    cfg = cfg.with_(**{k: v for k, v in hints.items() if k in ("eps", "text_len")})
     print(json.dumps({"layout": layout, **cfg.to_dict()}, indent=2))
 
 

@@ -150,6 +150,30 @@ def test_diffusers_model_folder_uses_config_json_heads(tmp_path):
         _assert_loaded(model, sd)
 
 
+def test_metadata_config_gives_text_len_and_heads(tmp_path):
+    from mvs2v_core.model.loading import dit_config_metadata
+
+    cfg = CFG.with_(num_heads=4, text_len=12)  # neither can be read off the tensor shapes
+    sd = _state_dict(cfg)
+    path = tmp_path / "toy_dit.safetensors"
+    save_file(sd, str(path), metadata=dit_config_metadata(cfg))
+    model = load_dit(path)
+    assert (model.config.num_heads, model.config.text_len) == (4, 12)
+    _assert_loaded(model, sd)
+    # ComfyUI reads the same entry: WanModel keyword names under "transformer", text_dim included.
+    assert json.loads(dit_config_metadata(cfg)["config"])["transformer"] == {
+        "text_len": 12, "text_dim": cfg.text_dim, "num_heads": 4, "eps": cfg.eps}
+    plain = tmp_path / "plain.safetensors"
+    save_file(sd, str(plain))
+    assert load_dit(plain).config.text_len == 512  # no entry: Wan's default
+    with pytest.raises(CheckpointError, match="text length"):
+        load_dit(path, config=cfg.with_(text_len=512, family="given"))  # a given config is checked against it
+    bad = tmp_path / "bad.safetensors"
+    save_file(sd, str(bad), metadata={"config": json.dumps({"transformer": {"text_len": "long"}})})
+    with pytest.raises(CheckpointError, match="text_len.*positive integer"):
+        load_dit(bad)
+
+
 # ------------------------------------------------------------------------------------------------
 # shards
 # ------------------------------------------------------------------------------------------------

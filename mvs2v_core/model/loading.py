@@ -178,6 +178,61 @@ def _config_hints(folder: Path) -> dict:
     return hints
 
 
+# The safetensors metadata key ComfyUI (0.33+) reads a DiT's non-inferable settings from:
+# ``{"config": "{\"transformer\": {\"text_len\": 32, \"text_dim\": 32, ...}}"}``.
+CONFIG_METADATA_KEY = "config"
+_METADATA_CONFIG_FIELDS = ("text_len", "num_heads", "eps")
+
+
+def dit_config_metadata(cfg: WanConfig) -> dict[str, str]:
+    """Safetensors metadata that records the settings of ``cfg`` a loader cannot read off tensor shapes.
+
+    Written in ComfyUI's convention (``config`` = JSON ``{"transformer": {...}}`` with ``WanModel``
+    keyword names), so both :func:`load_dit` and ComfyUI's Load Diffusion Model (0.33+) build the
+    right model: ``text_len`` (context length the text is padded to), ``text_dim`` (ComfyUI does not
+    infer it), ``num_heads`` and ``eps``.
+    """
+    transformer = {"text_len": int(cfg.text_len), "text_dim": int(cfg.text_dim), "num_heads": int(cfg.num_heads),
+                   "eps": float(cfg.eps)}
+    return {CONFIG_METADATA_KEY: json.dumps({"transformer": transformer}, sort_keys=True)}
+
+
+def _metadata_hints(files: Sequence[Path]) -> dict:
+    """``text_len`` / ``num_heads`` / ``eps`` from a ``config`` entry in the first file's safetensors metadata."""
+    if not files:
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(files[0]), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(CONFIG_METADATA_KEY)
+    except Exception:  # an unreadable file is reported with the right message when its tensors are read
+        return {}
+    if raw is None:
+        return {}
+    try:
+        transformer = json.loads(raw).get("transformer", {})
+    except (ValueError, AttributeError):
+        raise CheckpointError(f"{files[0]}: the '{CONFIG_METADATA_KEY}' metadata entry is not JSON of the form "
+                              '{"transformer": {...}}; rewrite the file without it or fix it') from None
+    if not isinstance(transformer, dict):
+        raise CheckpointError(f"{files[0]}: metadata '{CONFIG_METADATA_KEY}.transformer' must be a JSON object")
+    hints: dict = {}
+    for key in _METADATA_CONFIG_FIELDS:
+        value = transformer.get(key)
+        if value is None:
+            continue
+        if key == "eps":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        if not ok:
+            raise CheckpointError(f"{files[0]}: metadata '{CONFIG_METADATA_KEY}.transformer.{key}' is {value!r}; "
+                                  f"it must be a positive {'number' if key == 'eps' else 'integer'}")
+        hints[key] = float(value) if key == "eps" else int(value)
+    return hints
+
+
 def _files_in_folder(folder: Path) -> tuple[list[Path], dict]:
     indexes = sorted(folder.glob("*.safetensors.index.json"))
     weights = sorted(folder.glob("*.safetensors"))
@@ -232,7 +287,8 @@ def _files_in_folder(folder: Path) -> tuple[list[Path], dict]:
 
 
 def resolve_checkpoint_files(path_or_paths: PathArg | Sequence[PathArg]) -> tuple[list[Path], dict]:
-    """The safetensors files of a checkpoint, and hints (head count...) from a ``config.json``.
+    """The safetensors files of a checkpoint, and hints (head count, ``text_len``, eps) from a ``config.json``
+    beside them or from the ``config`` entry of the safetensors metadata (see :func:`dit_config_metadata`).
 
     Accepts a ``.safetensors`` file, a ``*.safetensors.index.json``, a diffusers ``config.json``, a
     folder (diffusers model or pipeline folder, original Wan release folder, folder of shards), or a
@@ -260,6 +316,8 @@ def resolve_checkpoint_files(path_or_paths: PathArg | Sequence[PathArg]) -> tupl
         files, hints = [p], _config_hints(p.parent) if (p.parent / "config.json").is_file() else {}
     for f in files:
         check_safetensors_file(f)
+    # A config.json beside the weights wins; the file's own metadata fills in what it does not say.
+    hints = {**_metadata_hints(files), **hints}
     return files, hints
 
 
@@ -518,6 +576,7 @@ _FIELD_WORDS = {
     "image_dim": "CLIP image-branch width (none = no image branch)",
     "image_pos_len": "image position-table length",
     "cross_attn_norm": "affine cross-attention norm",
+    "text_len": "text length (tokens the prompt is padded to; from the file's config metadata)",
 }
 
 
@@ -739,6 +798,7 @@ __all__ = [
     "check_safetensors_file",
     "dequantize",
     "diffusers_to_original_key",
+    "dit_config_metadata",
     "fp32_parameter_names",
     "load_dit",
     "normalize_keys",

@@ -82,7 +82,7 @@ def full_dit_path(adapter_path: Path) -> Path:
 
 def write_full_dit(cfg: TrainConfig, trained: dict[str, torch.Tensor], out: Path, dtype: torch.dtype) -> Path:
     """The base DiT with the fine-tuned tensors, in the original Wan key layout."""
-    from mvs2v_core.model.loading import load_dit
+    from mvs2v_core.model.loading import dit_config_metadata, load_dit
 
     dit = load_dit(cfg.resolve(cfg.model.dit), config=cfg.model.config or None, dtype=torch.float32)
     sd = dit.state_dict()
@@ -92,8 +92,9 @@ def write_full_dit(cfg: TrainConfig, trained: dict[str, torch.Tensor], out: Path
             raise MVS2VError(f"fine-tuned tensor {name} is not a DiT weight")
         sd[key] = t
     path = full_dit_path(out)
+    # The config entry keeps what the tensors cannot say (text_len, head count) for load_dit and ComfyUI.
     save_safetensors_atomic({k: v.to(dtype) for k, v in sd.items()}, path,
-                            {"format": "wan-dit", "note": "fine-tuned with mvs2v-train"})
+                            {"format": "wan-dit", "note": "fine-tuned with mvs2v-train", **dit_config_metadata(dit.config)})
     return path
 
 

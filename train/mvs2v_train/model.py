@@ -171,7 +171,12 @@ class TrainableModel(nn.Module):
 
 
 def vision_width(folder: Path) -> int:
-    """Feature width of a local CLIP / SigLIP vision folder, from its config.json."""
+    """Feature width of a local CLIP / SigLIP vision folder (from its config.json), or of a toy vision
+    encoder folder (:mod:`mvs2v_core.toy.vision`)."""
+    from mvs2v_core.toy.vision import is_toy_vision_encoder, load_toy_vision_encoder
+
+    if is_toy_vision_encoder(folder):
+        return int(load_toy_vision_encoder(folder).width)
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise MVS2VError(f"model.vision_encoder {folder} has no config.json: give the CLIP / SigLIP vision folder")
