@@ -614,11 +614,12 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _config_mismatch(given: WanConfig, inferred: WanConfig, where: str) -> str | None:
+def _config_mismatch(given: WanConfig, inferred: WanConfig, where: str, stated: Sequence[str] = ()) -> str | None:
+    """What ``given`` gets wrong about the checkpoint; ``text_len`` counts only when the file ``stated`` it."""
     diffs = [
         f"{words}: the checkpoint has {_fmt(getattr(inferred, f))}, the config {_fmt(getattr(given, f))}"
         for f, words in _FIELD_WORDS.items()
-        if getattr(inferred, f) != getattr(given, f)
+        if getattr(inferred, f) != getattr(given, f) and (f != "text_len" or f in stated)
     ]
     if not diffs:
         return None
@@ -723,7 +724,7 @@ def load_dit(
         if not isinstance(path, Mapping):
             inferred = _guess_family(inferred, src.names)
     if given is not None:
-        if inferred is not None and (msg := _config_mismatch(given, inferred, where)):
+        if inferred is not None and (msg := _config_mismatch(given, inferred, where, stated=tuple(hints))):
             raise CheckpointError(msg)
         cfg = given
     else:
