@@ -92,11 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate a video from a prompt and multi-view references")
     _add_generate_args(gen)
     demo = sub.add_parser(
-        "demo", help="make TINY RANDOM models and references, then run `mvs2v generate` on them (no downloads)"
+        "demo", help="generate a held-out toy-world scene from its multi-view references with the bundled toy model, "
+                     "then score it against the ground truth (no downloads)"
     )
-    demo.add_argument("--out", default="demo_out", help="folder for the assets and the video (default demo_out)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--steps", type=int, default=8)
+    demo.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    demo.add_argument("--seed", type=int, default=0, help="picks the held-out scene and seeds the sampler (default 0)")
+    demo.add_argument("--steps", type=int, default=None,
+                      help="sampling steps (default: the bundled model's; 8 with --random-models)")
+    demo.add_argument("--random-models", action="store_true",
+                      help="the old demo: tiny RANDOM models made on the spot (the video is noise; checks the pipeline)")
     info = sub.add_parser("info", help="print the config inferred from a DiT checkpoint or an adapter's metadata")
     info.add_argument("path")
     from .evaluation.args import add_eval_args
@@ -306,9 +310,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "generate":
             run_generate(args)
         elif args.command == "demo":
-            from .pipeline.demo import run_demo
+            from .pipeline.demo import run_demo, run_random_demo
 
-            run_demo(Path(args.out), seed=args.seed, steps=args.steps)
+            if args.random_models:
+                run_random_demo(Path(args.out), seed=args.seed, steps=8 if args.steps is None else args.steps)
+            else:
+                run_demo(Path(args.out), seed=args.seed, steps=args.steps)
         elif args.command == "info":
             run_info(args.path)
         elif args.command == "eval":

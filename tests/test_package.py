@@ -67,3 +67,12 @@ def test_ci_runs_the_readme_test_command():
     test_command = commands[1]
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert test_command in ci
+
+
+def test_package_data_ships_every_file_of_the_bundled_demo_model():
+    # A wheel (pip / Comfy Registry install) must carry the model `mvs2v demo` runs, not just a git clone.
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["mvs2v_core"]
+    core = ROOT / "mvs2v_core"
+    shipped = {p for pattern in data for p in core.glob(pattern) if p.is_file()}
+    bundled = {p for p in (core / "assets" / "toy_demo").rglob("*") if p.is_file()}
+    assert bundled and bundled <= shipped, sorted(str(p.relative_to(core)) for p in bundled - shipped)
