@@ -18,6 +18,7 @@ from .reference_nodes import (
     SubjectNode,
 )
 from .sampling_nodes import FlowSampler, FlowSolver, ReferenceGuider
+from .toy_nodes import TOY_NODES
 
 NODES: list[type[io.ComfyNode]] = [
     SubjectNode,
@@ -30,6 +31,7 @@ NODES: list[type[io.ComfyNode]] = [
     FlowSampler,
     FlowSolver,
     ReferenceGuider,
+    *TOY_NODES,
 ]
 
 

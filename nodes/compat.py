@@ -17,7 +17,24 @@ What is used, and why it is public enough to rely on:
       ``comfy.conds.CONDRegular`` per sample, which reaches the diffusion model as a keyword;
     * ``comfy.samplers.KSAMPLER``, ``CFGGuider`` + ``calc_cond_batch`` (as ``Guider_DualCFG``),
       ``comfy.sample.prepare_noise`` / ``fix_empty_latent_channels``, ``latent_preview.prepare_callback``;
-    * ``comfy.sd.load_lora_for_models`` (what ``LoraLoaderModelOnly`` does), ``folder_paths``.
+    * ``comfy.sd.load_lora_for_models`` (what ``LoraLoaderModelOnly`` does), ``folder_paths``;
+    * for the bundled toy demo model (``toy_nodes.py``): ``comfy.sd.load_diffusion_model_state_dict``
+      (what ``UNETLoader`` calls after reading the file; ``model_options={"dtype": ...}``), and the
+      MODEL's ``model.process_latent_in`` / ``process_latent_out`` (its latent format).
+
+The toy demo model needs two adaptations, both exact:
+    * **Text width.** Neither version takes a Wan DiT's text width from its weights:
+      ``model_detection.detect_unet_config`` leaves ``text_dim`` out, so ``WanModel`` is built with its
+      default 4096 (``WAN_TEXT_DIM``). 0.33.0 would read a ``transformer`` entry of the safetensors
+      metadata "config" when the metadata is passed (``load_diffusion_model_state_dict(..., metadata=)``),
+      0.3.64 has no such path. So, the same on both, the toy DiT's ``text_embedding.0.weight``
+      ``[256, 32]`` is zero-padded to ``[256, 4096]`` in memory and the toy text conditioning is
+      zero-padded to 4096 features: zero columns meet zero features, the output is unchanged.
+    * **Latent format.** A 48-channel Wan DiT is detected as Wan2.2 TI2V 5B (``supported_models.WAN22_T2V``),
+      whose ``latent_formats.Wan22`` normalises raw latents with the Wan2.2 VAE's mean / std. The toy
+      codec's VAE wrapper hands ComfyUI ``process_latent_out(z)`` for the codec's normalised latents z
+      and decodes ``process_latent_in(raw)``, so the DiT sees exactly z, with whatever statistics the
+      version's format has.
 """
 
 from __future__ import annotations
@@ -118,6 +135,36 @@ def wan_config(dm: WanModel) -> WanConfig:
 def process_latent_in(model_patcher: Any, latents: torch.Tensor) -> torch.Tensor:
     """VAE latents -> the normalised latents the DiT sees (the model's own latent format)."""
     return model_patcher.model.process_latent_in(latents)
+
+
+def latent_format_maps(model_patcher: Any) -> tuple[Callable, Callable]:
+    """``(normalised -> raw, raw -> normalised)``: the MODEL's ``process_latent_out`` / ``process_latent_in``."""
+    base = model_patcher.model
+    return base.process_latent_out, base.process_latent_in
+
+
+# ---- loading a DiT from a state dict (the bundled toy demo model) --------------------------------
+
+WAN_TEXT_DIM = 4096
+"""The text width ``WanModel`` is built with when detection gives none (both versions)."""
+
+
+def load_wan_state_dict(state_dict: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> Any:
+    """A native MODEL from a Wan DiT state dict, through ComfyUI's own detection and loader.
+
+    ComfyUI's loader consumes the dict (it pops the tensors it loads): pass one you no longer need.
+    """
+    expected = int(state_dict["text_embedding.0.weight"].shape[1])
+    model = comfy.sd.load_diffusion_model_state_dict(state_dict, model_options={"dtype": dtype})
+    if model is None:
+        raise MVS2VError("ComfyUI did not recognise the bundled toy DiT as a model it can load")
+    width = int(wan_diffusion_model(model).text_dim)
+    if width != expected:
+        raise MVS2VError(
+            f"this ComfyUI built the toy DiT with text width {width}, not the padded {expected} "
+            f"(ComfyUI {comfyui_version()} is not one of {', '.join(CHECKED_COMFYUI_VERSIONS)}): update mvs2v"
+        )
+    return model
 
 
 def set_reference_wrapper(model_patcher: Any, wrapper: Callable) -> Any:

@@ -123,10 +123,58 @@ def workflow_c() -> tuple[dict, str]:
     return api, note
 
 
+TOY_DEMO = HERE.parent / "mvs2v_core" / "assets" / "toy_demo"
+
+
+def toy_demo_settings() -> tuple[dict, dict]:
+    """The bundled toy model's ``model.json`` and its adapter's metadata (read from the safetensors header)."""
+    info = json.loads((TOY_DEMO / "model.json").read_text())
+    with open(TOY_DEMO / "adapter.safetensors", "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    return info, json.loads(header["__metadata__"]["mvs2v"])
+
+
+def workflow_d() -> tuple[dict, str]:
+    """The bundled toy demo model on a held-out toy scene: `mvs2v demo` inside ComfyUI."""
+    info, adapter = toy_demo_settings()
+    sampler, scheme = info["sampler"], adapter["position_scheme"]
+    scene = seed = 0  # `mvs2v demo --seed 0`: scene 0, noise seed 0
+    api: dict = {}
+    api["loader"] = {"class_type": "MVS2VLoadToyDemoModel", "inputs": {}}
+    api["scene"] = {"class_type": "MVS2VToyScene", "inputs": {"demo": ["loader", 4], "scene": scene}}
+    api["positive"] = {"class_type": "MVS2VToyTextEncode", "inputs": {"text_encoder": ["loader", 3], "text": ["scene", 1]}}
+    api["negative"] = {"class_type": "MVS2VToyTextEncode", "inputs": {"text_encoder": ["loader", 3], "text": ""}}
+    api["encode"] = {"class_type": "MVS2VEncodeReferences", "inputs": {"vae": ["loader", 1], "references": ["scene", 0], "width": info["width"], "height": info["height"]}}
+    api["apply"] = {"class_type": "MVS2VApply", "inputs": {
+        "model": ["loader", 0], "encoded_references": ["encode", 0], "scheme": scheme["name"], "gap": float(scheme.get("gap", 8.0)),
+        "ref_gap": float(scheme.get("ref_gap", 9.0)), "identity_gap": float(scheme.get("identity_gap", 24.0)),
+        "placement": scheme.get("placement", "after"), "ref_timestep": adapter["ref_timestep"], "adapter": ["loader", 2]}}
+    api["sampler"] = {"class_type": "MVS2VFlowSampler", "inputs": {
+        "model": ["apply", 0], "positive": ["positive", 0], "negative": ["negative", 0], "latent_image": ["scene", 3],
+        "seed": seed, "steps": int(sampler["steps"]), "shift": float(sampler["shift"]), "solver": sampler["solver"],
+        "ref_scale": float(sampler["ref_scale"]), "text_scale": float(sampler["text_scale"]), "denoise": 1.0}}
+    api["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sampler", 0], "vae": ["loader", 1]}}
+    api["save"] = {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["decode", 0], "filename_prefix": "mvs2v/toy_demo", "fps": 8.0, "lossless": True, "quality": 100, "method": "default"}}
+    api["evaluate"] = {"class_type": "MVS2VToyEvaluate", "inputs": {"images": ["decode", 0], "scene": ["scene", 4]}}
+    api["strip"] = {"class_type": "SaveImage", "inputs": {"images": ["evaluate", 1], "filename_prefix": "mvs2v/toy_demo_strip"}}
+    note = (
+        "MV-S2V (d): the bundled toy demo model, as `mvs2v demo --seed 0` (no downloads, runs on CPU).\n\n"
+        f"A {info['parameters'] / 1e6:.1f} M-parameter Wan DiT trained on the toy world (mvs2v_core/assets/toy_demo), "
+        f"with the toy codec and text encoder. Toy Scene renders held-out scene N (never trained on) with its "
+        f"reference views ({', '.join(info['eval_views'])}); the sampler uses model.json's settings "
+        f"({sampler['solver']}, {sampler['steps']} steps, shift {sampler['shift']}, ref_scale {sampler['ref_scale']}, "
+        f"text_scale {sampler['text_scale']}); set the scene and the seed to the same N to match `mvs2v demo --seed N`.\n"
+        "Output: output/mvs2v/toy_demo_*.webp (lossless animated WebP: exact 8-bit RGB frames), "
+        "the strip references | generated | truth, and the metrics (PSNR, SSIM, S_v->r / S_r->v, face accuracy)."
+    )
+    return api, note
+
+
 WORKFLOWS = {
     "a_phantom_1.3b_one_subject_ts": workflow_a,
     "b_two_subjects_jump_adapter_mfi": workflow_b,
     "c_wan2.2_5b_reference_folder": workflow_c,
+    "d_toy_demo": workflow_d,
 }
 
 
@@ -176,6 +224,11 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
                 link_id += 1
                 src, slot = value
                 inputs.append({"name": name, "type": typ, "link": link_id})
+                if typ in WIDGET_TYPES:  # a widget fed by a link: LiteGraph keeps the widget and its value
+                    inputs[-1]["widget"] = {"name": name}
+                    widgets.append(opts.get("default"))
+                    if opts.get("control_after_generate"):
+                        widgets.append("fixed")
                 pending.append([link_id, ids[src], slot, ids[nid], len(inputs) - 1, object_info[api[src]["class_type"]]["output"][slot]])
                 outputs.setdefault((src, slot), []).append(link_id)
             elif typ in WIDGET_TYPES and value is not None:

@@ -23,7 +23,7 @@ _EXPORTS = {
     "PSNR_CAP": ".metrics", "psnr": ".metrics", "ssim": ".metrics", "reference_similarity": ".metrics",
     "classify_colours": ".metrics",
     "face_accuracy": ".toy_metrics", "crosstalk": ".toy_metrics",
-    "write_strip": ".report", "write_plot": ".report",
+    "write_strip": ".report", "strip_image": ".report", "write_plot": ".report",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import MVS2VError
 from ..utils import atomic_write
 
-__all__ = ["write_strip", "write_plot", "require_matplotlib"]
+__all__ = ["write_strip", "strip_image", "write_plot", "require_matplotlib"]
 
 _BG = (255, 255, 255)
 _LABEL_W = 44
@@ -39,10 +39,22 @@ def write_strip(path: str | os.PathLike, references: Sequence[np.ndarray], gener
         generated, truth: uint8 ``[F, H, W, 3]`` clips of one shape.
         max_frames: at most this many frames are shown, evenly spaced (always first and last).
     """
+    from PIL import Image
+
+    canvas = Image.fromarray(strip_image(references, generated, truth, scale, max_frames, gap))
+    out = Path(path)
+    with atomic_write(out, suffix=".png") as tmp:
+        canvas.save(tmp, format="PNG")
+    return out
+
+
+def strip_image(references: Sequence[np.ndarray], generated: np.ndarray, truth: np.ndarray, scale: int = 4,
+                max_frames: int = 17, gap: int = 2) -> np.ndarray:
+    """The picture :func:`write_strip` writes, as uint8 ``[height, width, 3]``."""
     from PIL import Image, ImageDraw
 
     if generated.shape != truth.shape or generated.ndim != 4:
-        raise MVS2VError(f"write_strip needs generated and truth clips of one shape [F, H, W, 3], got "
+        raise MVS2VError(f"the strip needs generated and truth clips of one shape [F, H, W, 3], got "
                          f"{generated.shape} and {truth.shape}")
     n, h, w, _ = generated.shape
     k = min(n, max(2, int(max_frames)))
@@ -65,10 +77,7 @@ def write_strip(path: str | os.PathLike, references: Sequence[np.ndarray], gener
         draw.text((_LABEL_W + c * cell_w + 2, 2), f"t{t}", fill=(0, 0, 0))
     for row, label in enumerate(("refs", "gen", "truth")):
         draw.text((2, 14 + row * cell_h + cell_h // 2 - 5), label, fill=(0, 0, 0))
-    out = Path(path)
-    with atomic_write(out, suffix=".png") as tmp:
-        canvas.save(tmp, format="PNG")
-    return out
+    return np.asarray(canvas, dtype=np.uint8).copy()
 
 
 def require_matplotlib() -> Any:

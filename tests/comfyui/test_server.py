@@ -18,6 +18,10 @@ EXPECTED_NODES = {
                           "ref_scale", "text_scale", "denoise"], ["low_noise_model", "boundary"], ["LATENT"]),
     "MVS2VFlowSolver": (["solver"], [], ["SAMPLER"]),
     "MVS2VReferenceGuider": (["model", "positive", "negative", "ref_scale", "text_scale"], [], ["GUIDER"]),
+    "MVS2VLoadToyDemoModel": ([], [], ["MODEL", "VAE", "MVS2V_ADAPTER", "MVS2V_TOY_TEXT_ENCODER", "MVS2V_TOY_DEMO"]),
+    "MVS2VToyScene": (["demo", "scene"], [], ["MVS2V_REFERENCE_SET", "STRING", "IMAGE", "LATENT", "MVS2V_TOY_SCENE"]),
+    "MVS2VToyTextEncode": (["text_encoder", "text"], [], ["CONDITIONING"]),
+    "MVS2VToyEvaluate": (["images", "scene"], [], ["STRING", "IMAGE"]),
 }
 
 
