@@ -63,19 +63,24 @@ class LoadAdapter(io.ComfyNode):
     @classmethod
     def execute(cls, model, adapter_name, strength) -> io.NodeOutput:
         adapter = load_adapter(_adapter_path(adapter_name))
-        config = compat.wan_config(compat.wan_diffusion_model(model))
-        problems = check_adapter(adapter, config)
-        if problems:
-            raise AdapterMismatchError(
-                f"the adapter {adapter_name!r} does not fit this model:\n  - " + "\n  - ".join(problems)
-            )
-        patched, matched = compat.apply_lora(model, adapter.lora, strength)
-        if adapter.lora and strength != 0 and matched == 0:
-            raise AdapterMismatchError(
-                f"none of the adapter's LoRA weights matched this model's layers; it was trained for "
-                f"{adapter.metadata.base_family}"
-            )
-        return io.NodeOutput(patched, adapter)
+        return io.NodeOutput(attach_adapter(model, adapter, strength, f"the adapter {adapter_name!r}"), adapter)
+
+
+def attach_adapter(model, adapter, strength: float, name: str):
+    """``model`` with ``adapter``'s LoRA applied at ``strength``, after checking the adapter fits it.
+
+    ``name`` says which adapter in the errors (e.g. "the adapter 'x.safetensors'").
+    """
+    problems = check_adapter(adapter, compat.wan_config(compat.wan_diffusion_model(model)))
+    if problems:
+        raise AdapterMismatchError(f"{name} does not fit this model:\n  - " + "\n  - ".join(problems))
+    patched, matched = compat.apply_lora(model, adapter.lora, strength)
+    if adapter.lora and strength != 0 and matched == 0:
+        raise AdapterMismatchError(
+            f"none of the LoRA weights of {name} matched this model's layers; it was trained for "
+            f"{adapter.metadata.base_family}"
+        )
+    return patched
 
 
 class ApplyMVS2V(io.ComfyNode):

@@ -16,9 +16,8 @@ from comfy_api.latest import io, ui
 
 from ..mvs2v_core import comfy_support as support
 from ..mvs2v_core import comfy_toy_demo as toy
-from ..mvs2v_core.adapter import check_adapter
-from ..mvs2v_core.errors import AdapterMismatchError
 from . import compat
+from .model_nodes import attach_adapter
 from .types import Adapter, ReferenceSet, ToyDemo, ToyScene, ToyTextEncoder
 
 
@@ -49,12 +48,7 @@ class LoadToyDemoModel(io.ComfyNode):
         bundle = toy.load_toy_demo(text_width=compat.WAN_TEXT_DIM)
         model = compat.load_wan_state_dict(bundle.state_dict, torch.float32)
         adapter = bundle.adapter
-        problems = check_adapter(adapter, compat.wan_config(compat.wan_diffusion_model(model)))
-        if problems:
-            raise AdapterMismatchError("the bundled adapter does not fit the bundled DiT:\n  - " + "\n  - ".join(problems))
-        model, matched = compat.apply_lora(model, adapter.lora, 1.0)
-        if adapter.lora and matched == 0:
-            raise AdapterMismatchError("none of the bundled adapter's LoRA weights matched the bundled DiT: reinstall mvs2v")
+        model = attach_adapter(model, adapter, 1.0, "the bundled adapter (reinstall mvs2v)")
         vae = toy.ToyCodecVAE(bundle.codec, *compat.latent_format_maps(model))
         demo = dataclasses.replace(bundle, state_dict={})  # the weights live in the MODEL now
         return io.NodeOutput(model, vae, adapter, bundle.text, demo)
