@@ -106,6 +106,22 @@ def write_test_adapter(path: Path) -> None:
     save_adapter(path, adapter)
 
 
+
+def four_view_prompt_nodes(size: int, frames: int) -> dict:
+    """API-prompt nodes shared by the patch tests: test text conditionings ("pos", "neg"), an empty
+    Wan2.1 video latent ("latent"), the four example views ("img_<view>") and their batch ("b3")."""
+    p = {
+        "pos": {"class_type": "MVS2VTest_TextConditioning", "inputs": {"text": "a box turns"}},
+        "neg": {"class_type": "MVS2VTest_TextConditioning", "inputs": {"text": "blurry"}},
+        "latent": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": size, "height": size, "length": frames, "batch_size": 1}},
+    }
+    for v in ("front", "left", "back", "right"):
+        p[f"img_{v}"] = {"class_type": "LoadImage", "inputs": {"image": f"mvs2v_example_{v}.png"}}
+    p["b1"] = {"class_type": "ImageBatch", "inputs": {"image1": ["img_front", 0], "image2": ["img_left", 0]}}
+    p["b2"] = {"class_type": "ImageBatch", "inputs": {"image1": ["b1", 0], "image2": ["img_back", 0]}}
+    p["b3"] = {"class_type": "ImageBatch", "inputs": {"image1": ["b2", 0], "image2": ["img_right", 0]}}
+    return p
+
 def write_reference_images(input_dir: Path, size: int) -> None:
     from mvs2v_core.pipeline.demo import draw_view
 

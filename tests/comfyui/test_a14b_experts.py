@@ -26,7 +26,7 @@ import json
 
 import pytest
 import torch
-from conftest import DIT_WAN22_A14B_HIGH, DIT_WAN22_A14B_LOW, VAE_WAN21
+from conftest import DIT_WAN22_A14B_HIGH, DIT_WAN22_A14B_LOW, VAE_WAN21, four_view_prompt_nodes
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -44,15 +44,8 @@ def _base() -> dict:
         "high": {"class_type": "UNETLoader", "inputs": {"unet_name": DIT_WAN22_A14B_HIGH, "weight_dtype": "default"}},
         "low": {"class_type": "UNETLoader", "inputs": {"unet_name": DIT_WAN22_A14B_LOW, "weight_dtype": "default"}},
         "vae": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_WAN21}},
-        "pos": {"class_type": "MVS2VTest_TextConditioning", "inputs": {"text": "a box turns"}},
-        "neg": {"class_type": "MVS2VTest_TextConditioning", "inputs": {"text": "blurry"}},
-        "latent": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": SIZE, "height": SIZE, "length": FRAMES, "batch_size": 1}},
     }
-    for v in ("front", "left", "back", "right"):
-        p[f"img_{v}"] = {"class_type": "LoadImage", "inputs": {"image": f"mvs2v_example_{v}.png"}}
-    p["b1"] = {"class_type": "ImageBatch", "inputs": {"image1": ["img_front", 0], "image2": ["img_left", 0]}}
-    p["b2"] = {"class_type": "ImageBatch", "inputs": {"image1": ["b1", 0], "image2": ["img_back", 0]}}
-    p["b3"] = {"class_type": "ImageBatch", "inputs": {"image1": ["b2", 0], "image2": ["img_right", 0]}}
+    p.update(four_view_prompt_nodes(SIZE, FRAMES))
     p["subject"] = {"class_type": "MVS2VSubject", "inputs": {"images": ["b3", 0], "name": "box", "view_labels": "front,left,back,right", "frontal_view": -1}}
     p["refs"] = {"class_type": "MVS2VReferenceSet", "inputs": {"slots_per_subject": 4, "empty_slot_mode": "gray", "subject_1": ["subject", 0]}}
     p["enc"] = {"class_type": "MVS2VEncodeReferences", "inputs": {"vae": ["vae", 0], "references": ["refs", 0], "width": SIZE, "height": SIZE}}

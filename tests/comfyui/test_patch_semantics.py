@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ADAPTER, DIT_WAN21, VAE_WAN21
+from conftest import ADAPTER, DIT_WAN21, VAE_WAN21, four_view_prompt_nodes
 from safetensors.torch import load_file
 
 SIZE, FRAMES = 64, 5  # -> 2 latent frames of 8 x 8
@@ -29,15 +29,8 @@ def _base() -> dict:
     p = {
         "model": {"class_type": "UNETLoader", "inputs": {"unet_name": DIT_WAN21, "weight_dtype": "default"}},
         "vae": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_WAN21}},
-        "pos": {"class_type": "MVS2VTest_TextConditioning", "inputs": {"text": "a box turns"}},
-        "neg": {"class_type": "MVS2VTest_TextConditioning", "inputs": {"text": "blurry"}},
-        "latent": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": SIZE, "height": SIZE, "length": FRAMES, "batch_size": 1}},
     }
-    for v in ("front", "left", "back", "right"):
-        p[f"img_{v}"] = {"class_type": "LoadImage", "inputs": {"image": f"mvs2v_example_{v}.png"}}
-    p["b1"] = {"class_type": "ImageBatch", "inputs": {"image1": ["img_front", 0], "image2": ["img_left", 0]}}
-    p["b2"] = {"class_type": "ImageBatch", "inputs": {"image1": ["b1", 0], "image2": ["img_back", 0]}}
-    p["b3"] = {"class_type": "ImageBatch", "inputs": {"image1": ["b2", 0], "image2": ["img_right", 0]}}
+    p.update(four_view_prompt_nodes(SIZE, FRAMES))
     p["two"] = {"class_type": "ImageBatch", "inputs": {"image1": ["img_front", 0], "image2": ["img_back", 0]}}
     p["subject4"] = {"class_type": "MVS2VSubject", "inputs": {"images": ["b3", 0], "name": "box", "view_labels": "front,left,back,right", "frontal_view": -1}}
     p["subject2"] = {"class_type": "MVS2VSubject", "inputs": {"images": ["two", 0], "name": "box", "view_labels": "front,back", "frontal_view": -1}}
