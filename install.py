@@ -7,7 +7,7 @@ to manage); it only reports anything missing, so a broken environment is noticed
 import importlib.util
 import sys
 
-REQUIRED = ["torch", "numpy", "safetensors", "PIL", "tqdm"]
+REQUIRED = ["torch", "numpy", "safetensors", "PIL", "tqdm", "einops"]
 
 
 def main() -> int:

@@ -47,7 +47,7 @@ from mvs2v_core.model.config import WanConfig
 from mvs2v_core.model.transformer import WanDiT
 from mvs2v_core.references.conditioning import ReferenceConditioning
 from mvs2v_core.references.layout import ReferenceLayout
-from mvs2v_core.references.positions import PositionScheme
+from mvs2v_core.references.settings import PositionScheme, ReferenceSettings
 
 MB = 2**20
 
@@ -188,9 +188,8 @@ def reference_conditioning(case: Case, ref_timestep: str) -> ReferenceConditioni
     g = torch.Generator().manual_seed(1)
     latents = torch.randn(1, case.cfg.in_dim, layout.num_slots, h, w, generator=g)
     proxy = torch.randn(layout.slots_per_subject, case.cfg.dim, generator=g)
-    return ReferenceConditioning(
-        latents, layout, PositionScheme("ts"), empty_slot_mode="proxy", proxy_tokens=proxy, ref_timestep=ref_timestep
-    )
+    settings = ReferenceSettings(layout.slots_per_subject, PositionScheme("ts"), "proxy", ref_timestep)
+    return ReferenceConditioning(latents, layout, settings, proxy_tokens=proxy)
 
 
 # ---- (a) speed against diffusers ----------------------------------------------------------------

@@ -42,7 +42,7 @@ from mvs2v_core.model.config import WanConfig
 from mvs2v_core.model.transformer import WanDiT
 from mvs2v_core.references.layout import ReferenceLayout
 from mvs2v_core.references.mfi import MFIProjector, ProxyTokens
-from mvs2v_core.references.positions import PositionScheme
+from mvs2v_core.references.settings import PositionScheme, ReferenceSettings
 
 MB = 2**20
 TARGETS = ["self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o", "cross_attn.q", "cross_attn.k",
@@ -74,8 +74,8 @@ def build(case: Case, checkpointing: bool, seed: int = 0) -> tuple[TrainableMode
     dit.requires_grad_(False)
     add_lora(dit, TARGETS, rank=16, alpha=16.0, seed=seed)
     dit.enable_gradient_checkpointing(checkpointing)
-    model = TrainableModel(dit, PositionScheme("jump"), 4, "proxy", "same", ProxyTokens(4, case.cfg.dim),
-                           MFIProjector(case.vit[1], case.cfg.text_dim))
+    references = ReferenceSettings(4, PositionScheme("jump"), "proxy", "same")
+    model = TrainableModel(dit, references, ProxyTokens(4, case.cfg.dim), MFIProjector(case.vit[1], case.cfg.text_dim))
     c, f, h, w = case.latent
     layout = ReferenceLayout.build([["front", "back"]], 4)
     batch = TrainBatch(

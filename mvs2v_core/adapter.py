@@ -38,7 +38,9 @@ from torch import nn
 
 from .errors import AdapterMismatchError, CheckpointError, MVS2VError
 from .model.config import WanConfig
-from .references.layout import EMPTY_SLOT_MODES
+from .references.mfi import MFIProjector
+from .references.settings import EmptySlotMode, ReferenceSettings
+from .safe_files import refuse_pickle
 from .utils import save_safetensors_atomic
 
 FORMAT = "mvs2v-adapter"
@@ -49,9 +51,6 @@ MFI_WEIGHT_KEY = "mfi.proj.weight"
 MFI_BIAS_KEY = "mfi.proj.bias"
 LORA_PREFIX = "diffusion_model."
 
-SCHEME_NAMES = ("vanilla", "ts", "ss", "jump")
-REF_TIMESTEPS = ("same", "zero")
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 # Every LoRA key this module writes matches this (lowercase Wan module paths only).
 LORA_KEY_RE = re.compile(r"^diffusion_model\.[a-z0-9_.]+\.(lora_A\.weight|lora_B\.weight|alpha)$")
@@ -66,58 +65,6 @@ _MVS2V_FIELDS = (
     "base_family", "model_dim", "text_dim", "in_dim", "num_layers", "position_scheme",
     "slots_per_subject", "empty_slot_mode", "mfi_in_dim", "lora", "ref_timestep", "training",
 )
-
-
-# ---- position scheme helpers ---------------------------------------------------------------------
-
-
-def _scheme_dict(scheme: Any) -> dict:
-    """A PositionScheme or a mapping -> a validated plain dict (all fields, JSON types).
-
-    Uses :class:`mvs2v_core.references.positions.PositionScheme` when importable (full validation and
-    defaults for missing fields); otherwise only the name is checked.
-    """
-    if hasattr(scheme, "to_dict"):
-        return dict(scheme.to_dict())
-    if not isinstance(scheme, Mapping):
-        raise MVS2VError(
-            f"a position scheme must be a PositionScheme or a mapping such as {{'name': 'ts'}}, got {scheme!r}"
-        )
-    cls = _position_scheme_cls()
-    if cls is not None:
-        return dict(cls.from_dict(scheme).to_dict())
-    name = scheme.get("name")
-    name = name.strip().lower() if isinstance(name, str) else name
-    if name not in SCHEME_NAMES:
-        raise MVS2VError(f"position scheme {scheme.get('name')!r} is unknown: use one of {', '.join(SCHEME_NAMES)}")
-    return {**dict(scheme), "name": name}
-
-
-def _position_scheme_cls() -> Any:
-    try:
-        from .references.positions import PositionScheme
-    except ImportError:  # pragma: no cover - positions.py is written in parallel
-        return None
-    return PositionScheme
-
-
-def _canonical_scheme(d: Mapping) -> dict:
-    """Drop the fields a scheme ignores, so two schemes giving the same position ids compare equal."""
-    cls = _position_scheme_cls()
-    if cls is not None and hasattr(cls, "canonical"):
-        return dict(cls.from_dict(d).canonical().to_dict())
-    return dict(d)
-
-
-def _describe_scheme(d: Mapping) -> str:
-    rest = ", ".join(f"{k}={_fmt_num(v)}" for k, v in d.items() if k != "name")
-    return f"{d.get('name')!r} ({rest})" if rest else repr(d.get("name"))
-
-
-def _fmt_num(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
 
 
 # ---- metadata ------------------------------------------------------------------------------------
@@ -171,6 +118,10 @@ class LoraSpec:
         return any(module_path == t or module_path.endswith("." + t) for t in self.targets)
 
 
+# The reference settings are stored as these four top-level keys (file format version 1).
+_REFERENCE_KEYS = ("position_scheme", "slots_per_subject", "empty_slot_mode", "ref_timestep")
+
+
 @dataclass
 class AdapterMetadata:
     """Everything needed to tell whether an adapter fits a model and a generation setup.
@@ -181,13 +132,10 @@ class AdapterMetadata:
         text_dim: text-encoder width (MFI projects into it).
         in_dim: latent channels of the base DiT (16 T2V, 36 I2V, 48 Wan2.2-5B).
         num_layers: DiT blocks of the base (LoRA paths name blocks by index).
-        position_scheme: the position scheme as a dict (``PositionScheme.to_dict()``); a
-            PositionScheme may be passed and is converted.
-        slots_per_subject: K, view slots per subject.
-        empty_slot_mode: ``proxy`` / ``gray`` / ``drop``.
+        references: the :class:`ReferenceSettings` it was trained with (slots, scheme, empty-slot
+            mode, reference timestep); they become the defaults wherever the adapter is loaded.
         mfi_in_dim: ViT feature width the MFI projector takes, or None when the adapter has no MFI.
         lora: :class:`LoraSpec` (or a dict with rank, alpha, targets), or None without LoRA.
-        ref_timestep: ``same`` (references get the video's timestep) or ``zero`` (clean, t = 0).
         training: free-form JSON-able record (command, step, dataset...), or None.
     """
 
@@ -196,43 +144,28 @@ class AdapterMetadata:
     text_dim: int
     in_dim: int
     num_layers: int
-    position_scheme: Any
-    slots_per_subject: int
-    empty_slot_mode: str = "proxy"
+    references: ReferenceSettings
     mfi_in_dim: int | None = None
     lora: LoraSpec | None = None
-    ref_timestep: str = "same"
     training: dict | None = field(default=None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.base_family, str) or not self.base_family:
             raise MVS2VError(f"adapter metadata 'base_family' must be a non-empty string, got {self.base_family!r}")
-        for name in ("model_dim", "text_dim", "in_dim", "num_layers", "slots_per_subject"):
+        for name in ("model_dim", "text_dim", "in_dim", "num_layers"):
             _check_pos_int(name, getattr(self, name))
         if self.mfi_in_dim is not None:
             _check_pos_int("mfi_in_dim", self.mfi_in_dim)
-        self.position_scheme = _scheme_dict(self.position_scheme)
-        if self.empty_slot_mode not in EMPTY_SLOT_MODES:
-            raise MVS2VError(
-                f"adapter metadata empty-slot mode {self.empty_slot_mode!r} is unknown: use one of "
-                f"{', '.join(EMPTY_SLOT_MODES)}"
-            )
-        if self.ref_timestep not in REF_TIMESTEPS:
-            raise MVS2VError(
-                f"adapter metadata ref_timestep {self.ref_timestep!r} is unknown: use 'same' or 'zero'"
-            )
+        if isinstance(self.references, Mapping):
+            self.references = ReferenceSettings.from_dict(self.references)
+        elif not isinstance(self.references, ReferenceSettings):
+            raise MVS2VError(f"adapter metadata 'references' must be ReferenceSettings, got {self.references!r}")
         if isinstance(self.lora, Mapping):
             self.lora = LoraSpec.from_dict(self.lora)
         elif self.lora is not None and not isinstance(self.lora, LoraSpec):
             raise MVS2VError(f"adapter metadata 'lora' must be a LoraSpec, a dict or None, got {self.lora!r}")
         if self.training is not None and not isinstance(self.training, Mapping):
             raise MVS2VError(f"adapter metadata 'training' must be a dict or None, got {type(self.training).__name__}")
-
-    @property
-    def scheme(self) -> Any:
-        """The position scheme as a ``PositionScheme`` when that class is available, else the dict."""
-        cls = _position_scheme_cls()
-        return cls.from_dict(self.position_scheme) if cls is not None else dict(self.position_scheme)
 
     def to_dict(self) -> dict:
         return {
@@ -241,12 +174,9 @@ class AdapterMetadata:
             "text_dim": self.text_dim,
             "in_dim": self.in_dim,
             "num_layers": self.num_layers,
-            "position_scheme": dict(self.position_scheme),
-            "slots_per_subject": self.slots_per_subject,
-            "empty_slot_mode": self.empty_slot_mode,
+            **self.references.to_dict(),
             "mfi_in_dim": self.mfi_in_dim,
             "lora": self.lora.to_dict() if self.lora is not None else None,
-            "ref_timestep": self.ref_timestep,
             "training": dict(self.training) if self.training is not None else None,
         }
 
@@ -285,7 +215,8 @@ class AdapterMetadata:
             raise CheckpointError(
                 f"the adapter's metadata lacks {', '.join(missing)}; the file is damaged or incomplete"
             )
-        return cls(**d)
+        references = ReferenceSettings.from_dict({k: d.pop(k) for k in _REFERENCE_KEYS if k in d})
+        return cls(references=references, **d)
 
 
 def _check_pos_int(name: str, value: Any) -> None:
@@ -321,6 +252,17 @@ class Adapter:
     def has_mfi(self) -> bool:
         return self.mfi_weight is not None
 
+    def mfi_projector(self, device: str | torch.device = "cpu") -> MFIProjector:
+        """The MFI projector with this adapter's weights (float32); the adapter must have one."""
+        if self.mfi_weight is None or self.mfi_bias is None:
+            raise AdapterMismatchError("this adapter has no MFI projector (mfi_in_dim is null)")
+        text_dim, vit_dim = self.mfi_weight.shape
+        projector = MFIProjector(vit_dim, text_dim)
+        with torch.no_grad():
+            projector.proj.weight.copy_(self.mfi_weight.float())
+            projector.proj.bias.copy_(self.mfi_bias.float())
+        return projector.to(device)
+
     def tensors(self) -> dict[str, torch.Tensor]:
         """All tensors under their file keys."""
         out: dict[str, torch.Tensor] = {}
@@ -348,14 +290,14 @@ def _consistency_problems(adapter: Adapter) -> list[str]:
         if p.ndim != 2:
             problems.append(f"proxy.tokens must be [slots, width], got shape {list(p.shape)}")
         else:
-            if p.shape[0] != m.slots_per_subject:
+            if p.shape[0] != m.references.slots_per_subject:
                 problems.append(
                     f"proxy.tokens has {p.shape[0]} tokens but the metadata says "
-                    f"{m.slots_per_subject} slots per subject"
+                    f"{m.references.slots_per_subject} slots per subject"
                 )
             if p.shape[1] != m.model_dim:
                 problems.append(f"proxy.tokens has width {p.shape[1]} but the metadata says model width {m.model_dim}")
-    elif m.empty_slot_mode == "proxy":
+    elif m.references.empty_slot_mode == EmptySlotMode.PROXY:
         problems.append("the metadata says empty slots use proxy tokens, but there is no proxy.tokens tensor")
 
     w, b = adapter.mfi_weight, adapter.mfi_bias
@@ -439,12 +381,7 @@ def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     mvs2v adapter, one written by a newer mvs2v, or tensors that disagree with the metadata.
     """
     path = Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise CheckpointError(
-            f"{str(path)!r} is a pickle-based PyTorch file ({path.suffix}); mvs2v only loads .safetensors "
-            "because pickle files can run arbitrary code when opened. Use the .safetensors adapter the "
-            "mvs2v trainer writes"
-        )
+    refuse_pickle(path, "adapter")
     if not path.exists():
         raise CheckpointError(f"adapter file not found: {str(path)!r}. Check the path and the file name")
     if path.is_dir():
@@ -509,19 +446,11 @@ def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 # ---- compatibility -------------------------------------------------------------------------------
 
 
-def check_adapter(
-    adapter: Adapter,
-    config: WanConfig,
-    *,
-    scheme: Any = None,
-    slots_per_subject: int | None = None,
-    empty_slot_mode: str | None = None,
-) -> list[str]:
-    """Plain-words reasons why ``adapter`` does not fit ``config`` and the requested setup.
+def check_adapter(adapter: Adapter, config: WanConfig, settings: ReferenceSettings | None = None) -> list[str]:
+    """Plain-words reasons why ``adapter`` does not fit ``config`` and the requested reference settings.
 
-    ``scheme`` (PositionScheme or dict), ``slots_per_subject`` and ``empty_slot_mode`` are checked
-    only when given. A different family with the same shapes (Wan2.1 vs Phantom-Wan) is not a
-    mismatch. Returns an empty list when everything fits.
+    ``settings`` are checked only when given. A different family with the same shapes (Wan2.1 vs
+    Phantom-Wan) is not a mismatch. Returns an empty list when everything fits.
     """
     m = adapter.metadata
     trained = f"({m.base_family})"
@@ -548,38 +477,45 @@ def check_adapter(
             f"adapter's LoRA was trained for a model with {m.num_layers} blocks {trained}; this model has "
             f"{config.num_layers} blocks {this}"
         )
-    if scheme is not None:
-        want = _scheme_dict(scheme)
-        have = dict(m.position_scheme)
-        if _canonical_scheme(want) != _canonical_scheme(have):
-            out.append(
-                f"adapter was trained with position scheme {_describe_scheme(_canonical_scheme(have))}; you asked "
-                f"for {_describe_scheme(_canonical_scheme(want))}: use the adapter's scheme or leave it unset"
-            )
-    if slots_per_subject is not None and slots_per_subject != m.slots_per_subject:
-        out.append(
-            f"adapter was trained with {m.slots_per_subject} view slots per subject; you asked for "
-            f"{slots_per_subject}: set slots per subject to {m.slots_per_subject}"
-        )
-    if empty_slot_mode is not None:
-        if empty_slot_mode not in EMPTY_SLOT_MODES:
-            out.append(f"empty-slot mode {empty_slot_mode!r} is unknown: use one of {', '.join(EMPTY_SLOT_MODES)}")
-        elif empty_slot_mode == "proxy" and adapter.proxy_tokens is None:
-            out.append(
-                "empty-slot mode 'proxy' needs proxy tokens, but this adapter has none: use "
-                f"{m.empty_slot_mode!r} (what it was trained with)"
-            )
-        elif empty_slot_mode != m.empty_slot_mode:
-            out.append(
-                f"adapter was trained with empty-slot mode {m.empty_slot_mode!r}; you asked for "
-                f"{empty_slot_mode!r}: use {m.empty_slot_mode!r}"
-            )
+    if settings is not None:
+        out.extend(_settings_problems(adapter, settings))
     return out
 
 
-def require_compatible(adapter: Adapter, config: WanConfig, **kw: Any) -> None:
+def _settings_problems(adapter: Adapter, want: ReferenceSettings) -> list[str]:
+    have = adapter.metadata.references
+    out: list[str] = []
+    if want.scheme.canonical() != have.scheme.canonical():
+        out.append(
+            f"adapter was trained with position scheme {have.scheme.describe()}; you asked "
+            f"for {want.scheme.describe()}: use the adapter's scheme or leave it unset"
+        )
+    if want.slots_per_subject != have.slots_per_subject:
+        out.append(
+            f"adapter was trained with {have.slots_per_subject} view slots per subject; you asked for "
+            f"{want.slots_per_subject}: set slots per subject to {have.slots_per_subject}"
+        )
+    if want.empty_slot_mode == EmptySlotMode.PROXY and adapter.proxy_tokens is None:
+        out.append(
+            "empty-slot mode 'proxy' needs proxy tokens, but this adapter has none: use "
+            f"{have.empty_slot_mode.value!r} (what it was trained with)"
+        )
+    elif want.empty_slot_mode != have.empty_slot_mode:
+        out.append(
+            f"adapter was trained with empty-slot mode {have.empty_slot_mode.value!r}; you asked for "
+            f"{want.empty_slot_mode.value!r}: use {have.empty_slot_mode.value!r}"
+        )
+    if want.ref_timestep != have.ref_timestep:
+        out.append(
+            f"adapter was trained with reference timestep {have.ref_timestep.value!r}; you asked for "
+            f"{want.ref_timestep.value!r}: set the reference timestep to {have.ref_timestep.value!r}"
+        )
+    return out
+
+
+def require_compatible(adapter: Adapter, config: WanConfig, settings: ReferenceSettings | None = None) -> None:
     """Raise :class:`AdapterMismatchError` listing every mismatch found by :func:`check_adapter`."""
-    problems = check_adapter(adapter, config, **kw)
+    problems = check_adapter(adapter, config, settings)
     if problems:
         raise AdapterMismatchError("the adapter does not fit this model / setup:\n  - " + "\n  - ".join(problems))
 

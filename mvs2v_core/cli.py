@@ -1,4 +1,7 @@
-"""``mvs2v`` command line: ``generate`` a video from multi-view references, ``demo``, ``info``.
+"""``mvs2v`` command line: ``generate`` a video from multi-view references, ``info``.
+
+Other packages add subcommands through the ``mvs2v.cli`` entry points (the toy world adds ``demo``,
+``eval`` and ``toy-data``): each is called with the subparsers object and sets a ``handler``.
 
 Every user mistake ends in one line starting with ``error:`` and exit status 2, never a traceback.
 """
@@ -13,8 +16,10 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import MVS2VError
+from .references.settings import EmptySlotMode, Placement, ReferenceSettings, RefTimestep, SchemeName, option_values
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+DTYPES = ("bf16", "fp16", "fp32")  # names resolve_device understands
+CLI_ENTRY_POINTS = "mvs2v.cli"
 
 
 def parse_subject(text: str) -> tuple[str, list[str], list[str | None]]:
@@ -56,14 +61,17 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
                    help="one subject and its views; LABEL is front/left/back/right or a yaw in degrees (repeatable)")
     g.add_argument("--frontal", action="append", default=[], metavar="NAME=INDEX",
                    help="which view of a subject is frontal (0-based; default: the one labelled front, else the first)")
-    g.add_argument("--slots-per-subject", type=int, help="view slots per subject (default: adapter's, else 4)")
-    g.add_argument("--empty-slot-mode", choices=["proxy", "gray", "drop"], help="default: adapter's, else gray")
-    g.add_argument("--scheme", choices=["vanilla", "ts", "ss", "jump"], help="position scheme (default: adapter's, else ts)")
-    g.add_argument("--gap", type=float, help="ts/ss gap in latent frames")
-    g.add_argument("--ref-gap", type=float, help="jump: gap between video and references")
-    g.add_argument("--identity-gap", type=float, help="jump: gap between subjects")
-    g.add_argument("--placement", choices=["after", "before"], help="jump: references after or before the video")
-    g.add_argument("--ref-timestep", choices=["same", "zero"], help="timestep of reference tokens (default: adapter's, else same)")
+    d = ReferenceSettings()  # the defaults, shown in the help; an adapter's own settings replace them
+    g.add_argument("--slots-per-subject", type=int, help=f"view slots per subject (default: adapter's, else {d.slots_per_subject})")
+    g.add_argument("--empty-slot-mode", choices=option_values(EmptySlotMode),
+                   help=f"what an empty slot becomes (default: adapter's, else {d.empty_slot_mode})")
+    g.add_argument("--scheme", choices=option_values(SchemeName), help=f"position scheme (default: adapter's, else {d.scheme.name})")
+    g.add_argument("--gap", type=float, help=f"ts/ss gap in latent frames (default {d.scheme.gap:g})")
+    g.add_argument("--ref-gap", type=float, help=f"jump: gap between video and references (default {d.scheme.ref_gap:g})")
+    g.add_argument("--identity-gap", type=float, help=f"jump: gap between subjects (default {d.scheme.identity_gap:g})")
+    g.add_argument("--placement", choices=option_values(Placement), help="jump: references after or before the video")
+    g.add_argument("--ref-timestep", choices=option_values(RefTimestep),
+                   help=f"timestep of reference tokens (default: adapter's, else {d.ref_timestep})")
     g = p.add_argument_group("generation")
     g.add_argument("--prompt", required=True)
     g.add_argument("--negative-prompt", default="")
@@ -79,10 +87,11 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-batch-passes", type=int, help="guidance passes per model call (default: all at once)")
     g.add_argument("--fps", type=float, default=16.0)
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    g.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="DiT precision (default: bf16 on GPU, fp32 on CPU)")
+    g.add_argument("--dtype", choices=DTYPES, default=None, help="DiT precision (default: bf16 on GPU, fp32 on CPU)")
     g.add_argument("--out", required=True, help="output .mp4")
     g.add_argument("--lossless", action=argparse.BooleanOptionalAction, default=None,
-                   help="write RGB H.264 at qp 0 (exact colours; default on for the toy codec, whose metrics need it)")
+                   help="write RGB H.264 at qp 0 (exact colours; default: the codec's lossless_output, on for the toy "
+                        "codec, whose metrics need it)")
     g.add_argument("--save-latents", action="store_true", help="also write the final latents next to the video (.safetensors)")
 
 
@@ -91,53 +100,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate a video from a prompt and multi-view references")
     _add_generate_args(gen)
-    demo = sub.add_parser(
-        "demo", help="generate a held-out toy-world scene from its multi-view references with the bundled toy model, "
-                     "then score it against the ground truth (no downloads)"
-    )
-    demo.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    demo.add_argument("--seed", type=int, default=0, help="picks the held-out scene and seeds the sampler (default 0)")
-    demo.add_argument("--steps", type=int, default=None,
-                      help="sampling steps (default: the bundled model's; 8 with --random-models)")
-    demo.add_argument("--random-models", action="store_true",
-                      help="the old demo: tiny RANDOM models made on the spot (the video is noise; checks the pipeline)")
     info = sub.add_parser("info", help="print the config inferred from a DiT checkpoint or an adapter's metadata")
     info.add_argument("path")
-    from .evaluation.args import add_eval_args
-    from .toy.args import add_toy_dataset_args
-
-    add_eval_args(sub.add_parser(
-        "eval", help="score a generated video against a toy-world sample (S_v->r, S_r->v, PSNR, SSIM, face accuracy, crosstalk)"))
-    add_toy_dataset_args(sub.add_parser("toy-data", help="write a toy-world dataset plus the toy codec and text encoder"))
+    _add_plugin_commands(sub)
     return parser
 
 
-def _device_and_dtype(device: str | None, dtype: str | None):
-    import torch
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Let every ``mvs2v.cli`` entry point add its subcommands (a broken one is reported, not fatal)."""
+    from importlib.metadata import entry_points
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise MVS2VError(f"--device {device!r} is not a device torch knows: use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MVS2VError("--device cuda was asked for but no CUDA GPU is available: use --device cpu")
-    if dtype is None:
-        dtype = "bf16" if dev.type == "cuda" else "fp32"
-    return dev, getattr(torch, DTYPES[dtype])
+    for ep in sorted(entry_points(group=CLI_ENTRY_POINTS), key=lambda e: e.name):
+        try:
+            ep.load()(sub)
+        except Exception as exc:
+            print(f"warning: the mvs2v commands of {ep.value} could not be added: {exc!r}", file=sys.stderr)
 
 
-def _scheme_from_args(args, meta_scheme: dict | None):
-    from .references.positions import PositionScheme
-
-    base = dict(meta_scheme) if meta_scheme else {"name": "ts"}
-    for arg, key in (("scheme", "name"), ("gap", "gap"), ("ref_gap", "ref_gap"),
-                     ("identity_gap", "identity_gap"), ("placement", "placement")):
-        value = getattr(args, arg)
-        if value is not None:
-            base[key] = value
-    return PositionScheme.from_dict(base)
+def reference_settings_from_args(args: argparse.Namespace, base: ReferenceSettings | None) -> ReferenceSettings:
+    """The flags given on the command line applied over ``base`` (an adapter's settings, else the defaults)."""
+    return (base or ReferenceSettings()).with_overrides(
+        slots_per_subject=args.slots_per_subject, empty_slot_mode=args.empty_slot_mode,
+        ref_timestep=args.ref_timestep, scheme=args.scheme, gap=args.gap, ref_gap=args.ref_gap,
+        identity_gap=args.identity_gap, placement=args.placement,
+    )
 
 
 def _quiet_library_progress_bars() -> None:
@@ -150,17 +136,10 @@ def _quiet_library_progress_bars() -> None:
         pass
 
 
-def run_generate(args: argparse.Namespace) -> dict:
-    """Load everything, generate, write the video; returns the timings and output paths."""
-    import torch
+def subjects_from_args(args: argparse.Namespace) -> list:
+    """``--subject`` / ``--frontal`` as pipeline subjects; every image must exist."""
+    from .pipeline.generate import SubjectInput
 
-    from .model.loading import load_dit
-    from .pipeline.generate import GenerationSettings, MVS2VPipeline, SubjectInput, check_video_size, layout_for
-    from .pipeline.text import load_text_encoder
-    from .pipeline.vae import load_vae
-    from .pipeline.video_io import write_mp4
-
-    t_start = time.perf_counter()
     subjects = []
     for text in args.subject:
         name, paths, labels = parse_subject(text)
@@ -176,98 +155,69 @@ def run_generate(args: argparse.Namespace) -> dict:
         if name not in names or not idx.strip().lstrip("-").isdigit():
             raise MVS2VError(f"--frontal {text!r} must be NAME=INDEX for a given subject ({', '.join(names) or 'none'})")
         subjects[names.index(name)].frontal = int(idx)
+    return subjects
+
+
+def model_files_from_args(args: argparse.Namespace):
+    """The model flags as :class:`~mvs2v_core.pipeline.generate.ModelFiles`; every given path must exist."""
+    from .pipeline.generate import ModelFiles
+
     for flag in ("dit", "vae", "text_encoder", "adapter", "vision_encoder"):
         value = getattr(args, flag)
         if value is not None and not Path(value).exists():
             raise MVS2VError(f"--{flag.replace('_', '-')} {value} does not exist")
-    out = Path(args.out)
-    if out.suffix.lower() != ".mp4":
-        raise MVS2VError(f"--out {out} must end in .mp4")
+    return ModelFiles(dit=args.dit, vae=args.vae, text_encoder=args.text_encoder, adapter=args.adapter,
+                      vision_encoder=args.vision_encoder, model_config=args.model_config,
+                      lora_strength=args.lora_strength)
 
-    device, dtype = _device_and_dtype(args.device, args.dtype)
-    t0 = time.perf_counter()
-    adapter = None
-    meta_scheme = None
-    slots = args.slots_per_subject
-    mode = args.empty_slot_mode
-    ref_t = args.ref_timestep
-    if args.adapter:
-        from .adapter import apply_lora, load_adapter, require_compatible
 
-        adapter = load_adapter(args.adapter)
-        md = adapter.metadata
-        meta_scheme = md.position_scheme
-        slots = slots if slots is not None else md.slots_per_subject
-        mode = mode or md.empty_slot_mode
-        ref_t = ref_t or md.ref_timestep
-    scheme = _scheme_from_args(args, meta_scheme)
-    slots = slots if slots is not None else 4
-    mode = mode or "gray"
-    ref_t = ref_t or "same"
-    if subjects:
-        layout_for(subjects, slots)  # cheap checks (views vs slots, labels) before any large file is read
-    _quiet_library_progress_bars()
-    dit = load_dit(args.dit, config=args.model_config, device=device, dtype=dtype)
-    if adapter is not None:
-        require_compatible(adapter, dit.config, scheme=scheme, slots_per_subject=slots, empty_slot_mode=mode)
-        if adapter.lora:
-            apply_lora(dit, adapter.lora, args.lora_strength)
-    vae = load_vae(args.vae, device=device, dtype=torch.float32)
-    check_video_size(args.width, args.height, args.frames, vae.spatial_factor * max(dit.config.patch_size[1:]),
-                     vae.temporal_factor)
-    text_encoder = load_text_encoder(args.text_encoder, device=device)
-    mfi = vision = None
-    if adapter is not None and adapter.mfi_weight is not None:
-        if not args.vision_encoder:
-            raise MVS2VError("this adapter uses MFI: give --vision-encoder with the vision model it was trained with")
-        from .pipeline.vision import load_vision_encoder
-        from .references.mfi import MFIProjector
-
-        mfi = MFIProjector(adapter.mfi_weight.shape[1], adapter.mfi_weight.shape[0]).to(device)
-        with torch.no_grad():
-            mfi.proj.weight.copy_(adapter.mfi_weight)
-            mfi.proj.bias.copy_(adapter.mfi_bias)
-        vision = load_vision_encoder(args.vision_encoder, device=device)
-    proxy = adapter.proxy_tokens.to(device) if adapter is not None and adapter.proxy_tokens is not None else None
-    load_time = time.perf_counter() - t0
-
-    pipe = MVS2VPipeline(dit, vae, text_encoder, proxy, mfi, vision, device=device)
-    settings = GenerationSettings(
-        prompt=args.prompt, negative_prompt=args.negative_prompt, width=args.width, height=args.height,
-        frames=args.frames, steps=args.steps, seed=args.seed, shift=args.shift, solver=args.solver,
-        ref_scale=args.ref_scale, text_scale=args.text_scale, scheme=scheme, slots_per_subject=slots,
-        empty_slot_mode=mode, ref_timestep=ref_t, max_batch_passes=args.max_batch_passes,
-    )
+def _sampling_bar(steps: int):
+    """A tqdm bar for the sampling steps and the progress callback that advances it."""
     from tqdm import tqdm
 
-    bar = tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr)
+    bar = tqdm(total=steps, desc="sampling", unit="step", file=sys.stderr)
 
     def on_step(info: dict) -> None:
         bar.update(1)
         if info["step"] + 1 == info["total_steps"]:
             bar.close()  # before VAE decoding, so the bar's rate is the sampling rate
 
+    return bar, on_step
+
+
+def run_generate(args: argparse.Namespace) -> dict:
+    """``mvs2v generate``: flags -> pipeline API -> video file; returns the timings and output paths."""
+    from dataclasses import replace
+
+    from .pipeline.generate import GenerationSettings, MVS2VPipeline, layout_for
+
+    t_start = time.perf_counter()
+    subjects = subjects_from_args(args)
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise MVS2VError(f"--out {out} must end in .mp4")
+    files = model_files_from_args(args)
+    adapter = files.load_adapter()  # small: its settings are checked before any large file is read
+    references = reference_settings_from_args(args, adapter.metadata.references if adapter is not None else None)
+    if subjects:
+        layout_for(subjects, references.slots_per_subject)
+    _quiet_library_progress_bars()
+    pipe = MVS2VPipeline.from_files(replace(files, adapter=adapter), device=args.device, dtype=args.dtype)
+    settings = GenerationSettings(
+        prompt=args.prompt, negative_prompt=args.negative_prompt, width=args.width, height=args.height,
+        frames=args.frames, steps=args.steps, seed=args.seed, shift=args.shift, solver=args.solver,
+        ref_scale=args.ref_scale, text_scale=args.text_scale, references=references,
+        max_batch_passes=args.max_batch_passes,
+    )
+    bar, on_step = _sampling_bar(args.steps)
     try:
         result = pipe.generate(settings, subjects, progress=on_step)
     finally:
         bar.close()
     t_write = time.perf_counter()
-    from .toy.codec import ToyCodec
-    from .toy.dataset import write_lossless_mp4
-
-    lossless = args.lossless if args.lossless is not None else isinstance(vae, ToyCodec)
-    if lossless:
-        write_lossless_mp4((result.video * 255).round().to(torch.uint8).numpy(), out, args.fps)
-    else:
-        write_mp4(result.video, out, fps=args.fps)
-    outputs = {"video": str(out)}
-    if args.save_latents:
-        from .utils import save_safetensors_atomic
-
-        lat_path = out.with_suffix(".latents.safetensors")
-        save_safetensors_atomic({"latents": result.latents.contiguous()}, lat_path)
-        outputs["latents"] = str(lat_path)
-    timings = {"load_models": load_time, **result.timings, "write_video": time.perf_counter() - t_write,
+    lossless = args.lossless if args.lossless is not None else pipe.lossless_output
+    outputs = result.save(out, args.fps, lossless, latents=args.save_latents)
+    timings = {"load_models": pipe.load_seconds, **result.timings, "write_video": time.perf_counter() - t_write,
                "wall": time.perf_counter() - t_start}
     print(f"wrote {out} ({result.video.shape[0]} frames, {args.width}x{args.height})")
     if result.layout is not None:
@@ -309,23 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "generate":
             run_generate(args)
-        elif args.command == "demo":
-            from .pipeline.demo import run_demo, run_random_demo
-
-            if args.random_models:
-                run_random_demo(Path(args.out), seed=args.seed, steps=8 if args.steps is None else args.steps)
-            else:
-                run_demo(Path(args.out), seed=args.seed, steps=args.steps)
         elif args.command == "info":
             run_info(args.path)
-        elif args.command == "eval":
-            from .evaluation.evaluate import run_eval
-
-            run_eval(args)
-        elif args.command == "toy-data":
-            from .toy.dataset import run_toy_dataset
-
-            run_toy_dataset(args)
+        else:  # a command added through the mvs2v.cli entry points
+            args.handler(args)
     except MVS2VError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

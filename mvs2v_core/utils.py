@@ -6,9 +6,10 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
-import torch
+if TYPE_CHECKING:  # annotations only: importing these helpers (e.g. to register a plug-in) stays light
+    import torch
 
 
 @contextlib.contextmanager

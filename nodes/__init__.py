@@ -1,46 +1,8 @@
 """ComfyUI glue for mvs2v (V3 node schema). Thin wrappers only: model code lives in mvs2v_core.
 
-Imported by ComfyUI as ``<pack folder>.nodes``; ``mvs2v_core`` is reached relatively, so the pack
-works under any folder name without installing anything into ComfyUI's environment.
+Imported by ComfyUI as ``<pack folder>.nodes``; ``mvs2v_core`` (and ``mvs2v_toy``) are reached
+relatively, so the pack works under any folder name without installing anything into ComfyUI's
+environment. The extension (the node list and ``comfy_entrypoint``) is in :mod:`.extension`; this
+file imports nothing, so the pure-logic modules (e.g. :mod:`.toy_demo_logic`) can be imported and
+tested without ComfyUI.
 """
-
-from __future__ import annotations
-
-from comfy_api.latest import ComfyExtension, io
-from typing_extensions import override
-
-from . import compat
-from .model_nodes import ApplyMVS2V, LoadAdapter, MFIEncode
-from .reference_nodes import (
-    EncodeReferences,
-    LoadReferenceFolder,
-    ReferenceSetNode,
-    SubjectNode,
-)
-from .sampling_nodes import FlowSampler, FlowSolver, ReferenceGuider
-from .toy_nodes import TOY_NODES
-
-NODES: list[type[io.ComfyNode]] = [
-    SubjectNode,
-    ReferenceSetNode,
-    LoadReferenceFolder,
-    EncodeReferences,
-    LoadAdapter,
-    ApplyMVS2V,
-    MFIEncode,
-    FlowSampler,
-    FlowSolver,
-    ReferenceGuider,
-    *TOY_NODES,
-]
-
-
-class MVS2VExtension(ComfyExtension):
-    @override
-    async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return list(NODES)
-
-
-async def comfy_entrypoint() -> MVS2VExtension:
-    compat.register_adapter_folder()
-    return MVS2VExtension()

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from ..mvs2v_core.comfy_support import three_pass_weights
 from ..mvs2v_core.errors import MVS2VError
+from ..mvs2v_core.sampling.guidance import phantom_weights
 from ..mvs2v_core.sampling.solvers import Solver, get_solver
 from . import compat
 
@@ -29,7 +29,7 @@ class ThreePassGuider(compat.CFGGuider):
         })
 
     def set_scales(self, ref_scale: float, text_scale: float) -> None:
-        self.weights = three_pass_weights(ref_scale, text_scale)
+        self.weights = phantom_weights(ref_scale, text_scale)
         self.cfg = text_scale  # what other ComfyUI code reads as "the cfg" of a guider
 
     def predict_noise(self, x: torch.Tensor, timestep: torch.Tensor, model_options: dict = {}, seed: Any = None):  # noqa: B006

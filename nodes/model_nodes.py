@@ -5,21 +5,21 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..mvs2v_core import comfy_support as support
+from . import support
 from ..mvs2v_core.adapter import check_adapter, load_adapter, require_compatible
 from ..mvs2v_core.errors import AdapterMismatchError, MVS2VError
-from ..mvs2v_core.references.mfi import MFIProjector
-from ..mvs2v_core.references.positions import (
-    DEFAULT_GAP,
-    DEFAULT_IDENTITY_GAP,
-    DEFAULT_REF_GAP,
-    PLACEMENTS,
-    SCHEMES,
-    PositionScheme,
+from ..mvs2v_core.references.settings import (
+    Placement,
+    ReferenceSettings,
+    RefTimestep,
+    SchemeName,
+    option_values,
 )
 from . import compat
 from .patch import ReferenceInjection
 from .types import Adapter, EncodedReferences, ReferenceSet
+
+DEFAULTS = ReferenceSettings()  # node defaults are the contract's
 
 
 def _adapter_path(name: str) -> str:
@@ -97,15 +97,15 @@ class ApplyMVS2V(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="A Wan 2.1 / 2.2 text-to-video or Phantom-Wan model (after any LoRA and ModelSamplingSD3 nodes or before, both work)"),
                 EncodedReferences.Input("encoded_references", tooltip="From MV-S2V Encode References, encoded with this model's VAE at the video size"),
-                io.Combo.Input("scheme", options=list(SCHEMES), default="ts", tooltip=(
+                io.Combo.Input("scheme", options=option_values(SchemeName), default=DEFAULTS.scheme.name.value, tooltip=(
                     "Where reference tokens sit in RoPE space: vanilla = Phantom (references continue after the video), "
                     "ts = MV-S2V TS-RoPE (temporal gap, views of a subject adjacent), ss = spatial shift, "
                     "jump = HarmoView Jump-RoPE (gap to the video, larger gap between identities)")),
-                io.Float.Input("gap", default=DEFAULT_GAP, min=0.0, max=1000.0, step=0.5, tooltip="ts / ss: empty time indices between the video and the first subject and between subjects"),
-                io.Float.Input("ref_gap", default=DEFAULT_REF_GAP, min=0.0, max=1000.0, step=0.5, tooltip="jump: empty time indices between the reference block and the video"),
-                io.Float.Input("identity_gap", default=DEFAULT_IDENTITY_GAP, min=0.0, max=1000.0, step=0.5, tooltip="jump: empty time indices between two subjects"),
-                io.Combo.Input("placement", options=list(PLACEMENTS), default="after", tooltip="jump: references after the video (positive time) or before it (negative time)"),
-                io.Combo.Input("ref_timestep", options=["same", "zero"], default="same", tooltip=(
+                io.Float.Input("gap", default=DEFAULTS.scheme.gap, min=0.0, max=1000.0, step=0.5, tooltip="ts / ss: empty time indices between the video and the first subject and between subjects"),
+                io.Float.Input("ref_gap", default=DEFAULTS.scheme.ref_gap, min=0.0, max=1000.0, step=0.5, tooltip="jump: empty time indices between the reference block and the video"),
+                io.Float.Input("identity_gap", default=DEFAULTS.scheme.identity_gap, min=0.0, max=1000.0, step=0.5, tooltip="jump: empty time indices between two subjects"),
+                io.Combo.Input("placement", options=option_values(Placement), default=DEFAULTS.scheme.placement.value, tooltip="jump: references after the video (positive time) or before it (negative time)"),
+                io.Combo.Input("ref_timestep", options=option_values(RefTimestep), default=DEFAULTS.ref_timestep.value, tooltip=(
                     "Timestep of the reference tokens: same as the video (how Phantom-Wan was trained) or zero "
                     "(clean references, for adapters trained that way)")),
                 Adapter.Input("adapter", optional=True, tooltip="From MV-S2V Load Adapter: proxy tokens for empty slots; its scheme and slots must match"),
@@ -119,7 +119,9 @@ class ApplyMVS2V(io.ComfyNode):
         refs: support.EncodedReferences = encoded_references
         dm = compat.wan_diffusion_model(model)
         config = compat.wan_config(dm)
-        position_scheme = PositionScheme(scheme, gap=gap, ref_gap=ref_gap, identity_gap=identity_gap, placement=placement)
+        settings = ReferenceSettings(slots_per_subject=refs.layout.slots_per_subject, empty_slot_mode=refs.empty_slot_mode,
+                                     ref_timestep=ref_timestep).with_overrides(
+            scheme=scheme, gap=gap, ref_gap=ref_gap, identity_gap=identity_gap, placement=placement)
         if refs.latents.shape[1] != config.in_dim:
             raise MVS2VError(
                 f"the references are {refs.latents.shape[1]}-channel latents but this model takes {config.in_dim} "
@@ -128,16 +130,10 @@ class ApplyMVS2V(io.ComfyNode):
             )
         proxy = None
         if adapter is not None:
-            require_compatible(adapter, config, scheme=position_scheme, slots_per_subject=refs.layout.slots_per_subject,
-                               empty_slot_mode=refs.empty_slot_mode)
-            if adapter.metadata.ref_timestep != ref_timestep:
-                raise AdapterMismatchError(
-                    f"the adapter was trained with reference timestep {adapter.metadata.ref_timestep!r}; set "
-                    f"ref_timestep to {adapter.metadata.ref_timestep!r}"
-                )
+            require_compatible(adapter, config, settings)
             proxy = adapter.proxy_tokens
         latents = compat.process_latent_in(model, refs.latents.clone())
-        injection = ReferenceInjection(latents, refs.layout, position_scheme, refs.empty_slot_mode, proxy, ref_timestep)
+        injection = ReferenceInjection(latents, refs.layout, settings, proxy)
         return io.NodeOutput(compat.set_reference_wrapper(model, injection))
 
 
@@ -176,10 +172,8 @@ class MFIEncode(io.ComfyNode):
                 f"the vision encoder gives {features.shape[-1]}-wide features but the adapter's MFI projector takes "
                 f"{vit_dim}: load the vision encoder the adapter was trained with"
             )
-        projector = MFIProjector(vit_dim, text_dim)
+        projector = adapter.mfi_projector()
         with torch.no_grad():
-            projector.proj.weight.copy_(adapter.mfi_weight.float())
-            projector.proj.bias.copy_(adapter.mfi_bias.float())
             out = []
             for context, extra in conditioning:
                 ctx = context.float().cpu()

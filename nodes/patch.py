@@ -6,7 +6,8 @@ Per model call the wrapper
    by the per-sample reference gate (0 in the no-reference guidance pass), and hands them to the
    model's own ``_forward`` as ``time_dim_concat`` -- so the model's own Conv3d patch-embeds them
    after the video frames and its own code trims them from the output;
-2. builds the position ids of the chosen scheme (``mvs2v_core.references.positions``) and turns
+2. takes the position ids from the shared reference-token plan
+   (``mvs2v_core.references.tokens.ReferenceTokenPlan``, the one ``WanDiT`` runs too) and turns
    them into freqs with the model's own ``rope_embedder``;
 3. adds a block replacement for every block (composed with any replacement another node set) that
    hands the block those freqs, and, in block 0, whose input is the patch embedding, puts the
@@ -25,10 +26,10 @@ from typing import Any
 
 import torch
 
-from ..mvs2v_core.comfy_support import extend_timestep, proxy_slot_table
 from ..mvs2v_core.errors import MVS2VError
 from ..mvs2v_core.references.layout import ReferenceLayout
-from ..mvs2v_core.references.positions import PositionScheme, build_position_ids
+from ..mvs2v_core.references.settings import ReferenceSettings
+from ..mvs2v_core.references.tokens import ReferenceTokenPlan, check_proxy_tokens
 
 REF_GATE_KEY = "mvs2v_ref_gate"
 
@@ -38,43 +39,34 @@ class ReferenceInjection:
 
     Args:
         latents: ``[1, C, S, h, w]`` normalised latents of every slot (token order).
-        layout, scheme, empty_slot_mode: as in :class:`mvs2v_core.references.conditioning.ReferenceConditioning`.
+        layout: which slots are filled.
+        settings: the reference settings (slots, scheme, empty-slot mode, reference timestep).
         proxy_tokens: ``[K, dim]`` or None (needed when ``proxy`` meets an empty slot).
-        ref_timestep: ``same`` or ``zero``.
     """
 
     def __init__(
         self,
         latents: torch.Tensor,
         layout: ReferenceLayout,
-        scheme: PositionScheme,
-        empty_slot_mode: str,
+        settings: ReferenceSettings,
         proxy_tokens: torch.Tensor | None,
-        ref_timestep: str = "same",
     ) -> None:
         if latents.ndim != 5 or latents.shape[2] != layout.num_slots:
             raise MVS2VError(
                 f"reference latents {tuple(latents.shape)} do not hold one frame per slot ({layout.num_slots} slots)"
             )
+        check_proxy_tokens(layout, settings, proxy_tokens, "connect MV-S2V Load Adapter")
         self.layout = layout
-        self.scheme = scheme
-        self.empty_slot_mode = empty_slot_mode
-        self.kept = layout.kept_slots(empty_slot_mode)
+        self.settings = settings
+        self.kept = layout.kept_slots(settings.empty_slot_mode)
         self.latents = latents[:, :, self.kept].detach().float().cpu().contiguous()
-        self.proxies = proxy_slot_table(layout, empty_slot_mode)
-        if self.proxies and proxy_tokens is None:
-            raise MVS2VError(
-                "the reference set has empty slots and the empty-slot mode is 'proxy', but no adapter with "
-                "proxy tokens was given: connect MV-S2V Load Adapter, or use the 'gray' or 'drop' mode"
-            )
         self.proxy_tokens = proxy_tokens.detach().float().cpu() if proxy_tokens is not None else None
-        self.ref_timestep = ref_timestep
         self._freqs_key: Any = None
         self._freqs: torch.Tensor | None = None
 
     # ---- pieces --------------------------------------------------------------------------------
-    def position_ids(self, grid: tuple[int, int, int], transformer_options: dict) -> torch.Tensor:
-        ids = build_position_ids(grid, self.layout, self.scheme, self.empty_slot_mode)
+    def position_ids(self, plan: ReferenceTokenPlan, transformer_options: dict) -> torch.Tensor:
+        ids = plan.position_ids()
         rope = transformer_options.get("rope_options")
         if rope:  # ModelPatcher.set_model_rope_options (2026): the same scale/shift on every token
             scale = torch.tensor([rope.get("scale_t", 1.0), rope.get("scale_y", 1.0), rope.get("scale_x", 1.0)])
@@ -82,42 +74,36 @@ class ReferenceInjection:
             ids = ids * scale + shift
         return ids
 
-    def freqs(self, model: Any, grid: tuple[int, int, int], device: torch.device, transformer_options: dict) -> torch.Tensor:
+    def freqs(self, model: Any, plan: ReferenceTokenPlan, device: torch.device, transformer_options: dict) -> torch.Tensor:
+        """The model's own ``rope_embedder`` over the plan's position ids, cached per grid."""
         rope = transformer_options.get("rope_options")
-        key = (grid, str(device), tuple(sorted(rope.items())) if rope else None)
+        key = (plan.grid, str(device), tuple(sorted(rope.items())) if rope else None)
         if key != self._freqs_key or self._freqs is None:
-            ids = self.position_ids(grid, transformer_options).to(device)
+            ids = self.position_ids(plan, transformer_options).to(device)
             self._freqs = model.rope_embedder(ids[None]).movedim(1, 2)
             self._freqs_key = key
         return self._freqs
 
-    def _insert_proxies(self, img: torch.Tensor, n_video: int, tokens_per_frame: int) -> torch.Tensor:
-        img = img.clone()
-        proxy = self.proxy_tokens.to(device=img.device, dtype=img.dtype)  # type: ignore[union-attr]
-        for pos, view in self.proxies:
-            start = n_video + pos * tokens_per_frame
-            img[:, start : start + tokens_per_frame] = proxy[view]
-        return img
-
     def _block_patches(self, transformer_options: dict, num_blocks: int, freqs: torch.Tensor,
-                       n_video: int, tokens_per_frame: int) -> dict:
+                       plan: ReferenceTokenPlan) -> dict:
         opts = dict(transformer_options)
         replace = dict(opts.get("patches_replace", {}))
         dit = dict(replace.get("dit", {}))
         for i in range(num_blocks):
-            dit[("double_block", i)] = self._block_patch(i, dit.get(("double_block", i)), freqs, n_video, tokens_per_frame)
+            dit[("double_block", i)] = self._block_patch(i, dit.get(("double_block", i)), freqs, plan)
         replace["dit"] = dit
         opts["patches_replace"] = replace
         return opts
 
-    def _block_patch(self, index: int, inner: Any, freqs: torch.Tensor, n_video: int, tokens_per_frame: int):
-        insert = index == 0 and bool(self.proxies)
+    def _block_patch(self, index: int, inner: Any, freqs: torch.Tensor, plan: ReferenceTokenPlan):
+        # Block 0's input is the patch embedding: that is where empty slots become proxy vectors.
+        insert = index == 0 and bool(plan.proxy_fill)
 
         def patch(args: dict, extra: dict) -> dict:
             args = dict(args)
             args["pe"] = freqs
             if insert:
-                args["img"] = self._insert_proxies(args["img"], n_video, tokens_per_frame)
+                args["img"] = plan.fill_proxies(args["img"], self.proxy_tokens)
             if inner is not None:  # another node's replacement of this block still runs
                 return inner(args, extra)
             return extra["original_block"](args)
@@ -163,9 +149,8 @@ class ReferenceInjection:
             refs = refs * g.reshape(b, 1, 1, 1, 1)
         pt, ph, pw = model.patch_size
         grid = (math.ceil(f / pt), math.ceil(h / ph), math.ceil(w / pw))
-        tokens_per_frame = grid[1] * grid[2]
-        n_video = grid[0] * tokens_per_frame
-        freqs = self.freqs(model, grid, x.device, transformer_options)
-        timestep = extend_timestep(timestep, grid[0], tokens_per_frame, len(self.kept), self.ref_timestep)
-        opts = self._block_patches(transformer_options, len(model.blocks), freqs, n_video, tokens_per_frame)
-        return executor(x, timestep, context, clip_fea, refs, opts, **kwargs)
+        plan = ReferenceTokenPlan.build(grid, self.layout, self.settings)
+        freqs = self.freqs(model, plan, x.device, transformer_options)
+        opts = self._block_patches(transformer_options, len(model.blocks), freqs, plan)
+        return executor(x, plan.timesteps(timestep), context, clip_fea, refs, opts, **kwargs)
+

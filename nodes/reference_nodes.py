@@ -7,12 +7,13 @@ import weakref
 import torch
 from comfy_api.latest import io, ui
 
-from ..mvs2v_core import comfy_support as support
+from . import support
 from ..mvs2v_core.errors import MVS2VError
-from ..mvs2v_core.references.layout import EMPTY_SLOT_MODES
+from ..mvs2v_core.references.settings import MAX_SLOTS_PER_SUBJECT, EmptySlotMode, ReferenceSettings, option_values
 from . import compat
 from .types import MAX_SUBJECT_INPUTS, EncodedReferences, ReferenceSet, Subject
 
+DEFAULTS = ReferenceSettings()  # node defaults are the contract's
 EMPTY_SLOT_TOOLTIP = (
     "What an empty view slot becomes: proxy = the adapter's learned proxy vector (needs MV-S2V Load Adapter), "
     "gray = the latent of a mid-gray image, drop = no tokens at all (positions of the other slots do not move)"
@@ -23,7 +24,7 @@ def _reference_set_outputs(ref_set: support.ReferenceSet) -> io.NodeOutput:
     grid = support.preview_grid(ref_set)
     shown = ui.PreviewImage(grid).as_dict()
     shown["mvs2v_layout"] = [{"slots_per_subject": ref_set.slots_per_subject,
-                              "empty_slot_mode": ref_set.empty_slot_mode,
+                              "empty_slot_mode": ref_set.empty_slot_mode.value,
                               "slots": support.describe_layout(ref_set.layout)}]
     return io.NodeOutput(ref_set, grid, ui=shown)
 
@@ -70,10 +71,10 @@ class ReferenceSetNode(io.ComfyNode):
             category="mvs2v/references",
             description="Places every subject's views into a fixed number of view slots and previews the slots.",
             inputs=[
-                io.Int.Input("slots_per_subject", default=4, min=1, max=8, tooltip=(
+                io.Int.Input("slots_per_subject", default=DEFAULTS.slots_per_subject, min=1, max=MAX_SLOTS_PER_SUBJECT, tooltip=(
                     "View slots per subject; slot k stands for yaw 360*k/slots (4 slots = front, left, back, right). "
                     "Must match the adapter when one is used")),
-                io.Combo.Input("empty_slot_mode", options=list(EMPTY_SLOT_MODES), default="gray", tooltip=EMPTY_SLOT_TOOLTIP),
+                io.Combo.Input("empty_slot_mode", options=option_values(EmptySlotMode), default=DEFAULTS.empty_slot_mode.value, tooltip=EMPTY_SLOT_TOOLTIP),
                 *subjects,
             ],
             outputs=[ReferenceSet.Output(display_name="references"), io.Image.Output(display_name="slot_preview")],
@@ -99,9 +100,9 @@ class LoadReferenceFolder(io.ComfyNode):
             inputs=[
                 io.String.Input("folder", default="mvs2v_refs", tooltip=(
                     "Folder name relative to ComfyUI's input folder; '..', absolute paths and links out of it are refused")),
-                io.Int.Input("slots_per_subject", default=4, min=1, max=8, tooltip=(
+                io.Int.Input("slots_per_subject", default=DEFAULTS.slots_per_subject, min=1, max=MAX_SLOTS_PER_SUBJECT, tooltip=(
                     "View slots per subject (4 = front, left, back, right); must match the adapter when one is used")),
-                io.Combo.Input("empty_slot_mode", options=list(EMPTY_SLOT_MODES), default="gray", tooltip=EMPTY_SLOT_TOOLTIP),
+                io.Combo.Input("empty_slot_mode", options=option_values(EmptySlotMode), default=DEFAULTS.empty_slot_mode.value, tooltip=EMPTY_SLOT_TOOLTIP),
             ],
             outputs=[ReferenceSet.Output(display_name="references"), io.Image.Output(display_name="slot_preview")],
         )
@@ -172,7 +173,7 @@ class EncodeReferences(io.ComfyNode):
         cache = _cache_for(vae)
         latents: list[torch.Tensor | None] = []
         for px, is_filled in zip(pixels, filled):
-            if not is_filled and references.empty_slot_mode != "gray":
+            if not is_filled and references.empty_slot_mode != EmptySlotMode.GRAY:
                 latents.append(None)  # never used: proxy vector or dropped
                 continue
             key = support.slot_cache_key(px, width, height)

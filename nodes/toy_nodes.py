@@ -3,7 +3,7 @@
 Load Toy Demo Model gives a native MODEL (ComfyUI's own loader), a VAE for the toy codec and the
 adapter, so Encode References, Apply MV-S2V, the Flow Sampler and VAE Decode work on it unchanged.
 Toy Scene renders a held-out scene (references, caption, truth, empty latent), Toy Text Encode
-encodes its caption, Toy Evaluate scores the decoded frames. Logic: ``mvs2v_core.comfy_toy_demo``.
+encodes its caption, Toy Evaluate scores the decoded frames. Logic: ``toy_demo_logic.py``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import json
 import torch
 from comfy_api.latest import io, ui
 
-from ..mvs2v_core import comfy_support as support
-from ..mvs2v_core import comfy_toy_demo as toy
+from . import support
 from . import compat
+from . import toy_demo_logic as toy
 from .model_nodes import attach_adapter
 from .types import Adapter, ReferenceSet, ToyDemo, ToyScene, ToyTextEncoder
 
@@ -86,7 +86,7 @@ class ToySceneNode(io.ComfyNode):
         info = demo.info
         s = toy.demo_scene(info, scene)
         meta = demo.adapter.metadata
-        refs = support.build_reference_set(toy.scene_subjects(s), meta.slots_per_subject, meta.empty_slot_mode)
+        refs = support.build_reference_set(toy.scene_subjects(s), meta.references.slots_per_subject, meta.references.empty_slot_mode)
         truth = torch.from_numpy(s.truth.frames).float() / 255.0
         latent = {"samples": toy.empty_latent(demo.codec, info["frames"], info["height"], info["width"])}
         return io.NodeOutput(refs, s.caption, truth, latent, s, ui=ui.PreviewImage(support.preview_grid(refs)))

@@ -1,15 +1,13 @@
-"""Evaluation of generated videos: MV-S2V's bidirectional reference similarity and toy ground-truth metrics.
+"""Model-agnostic evaluation of generated videos: MV-S2V's bidirectional reference similarity, PSNR, SSIM.
 
-* :mod:`.features` -- :class:`FeatureExtractor` and its implementations (toy colour-layout
-  features; DINOv2 / CLIP from local transformers folders).
+* :mod:`.features` -- :class:`FeatureExtractor` and DINOv2 / CLIP features from local transformers
+  folders.
 * :mod:`.metrics` -- PSNR, SSIM, ``S_v->r`` / ``S_r->v``, colour classification.
-* :mod:`.toy_metrics` -- face accuracy on faces the references reveal, two-subject crosstalk.
-* :mod:`.evaluate` -- :func:`evaluate` and :func:`run_eval` (``mvs2v eval``).
-* :mod:`.args` -- ``mvs2v eval``'s arguments (argparse only).
 * :mod:`.report` -- the side-by-side strip and the metrics plot.
 
-See ``docs/toy_world.md`` for the exact definitions. The names below are imported on first use;
-matplotlib and transformers only inside the functions that need them.
+Metrics that need a ground truth (the toy world's face accuracy and crosstalk, ``mvs2v eval``) live
+with that world, in ``mvs2v_toy``. See ``docs/toy_world.md`` for the exact definitions. The names
+below are imported on first use; matplotlib and transformers only inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -17,12 +15,9 @@ from __future__ import annotations
 from ..utils import lazy_exports
 
 _EXPORTS = {
-    "evaluate": ".evaluate", "run_eval": ".evaluate", "add_eval_args": ".args",
-    "FeatureExtractor": ".features", "ToyFeatureExtractor": ".features", "HFImageFeatureExtractor": ".features",
-    "load_feature_extractor": ".features",
+    "FeatureExtractor": ".features", "HFImageFeatureExtractor": ".features",
     "PSNR_CAP": ".metrics", "psnr": ".metrics", "ssim": ".metrics", "reference_similarity": ".metrics",
     "classify_colours": ".metrics",
-    "face_accuracy": ".toy_metrics", "crosstalk": ".toy_metrics",
     "write_strip": ".report", "strip_image": ".report", "write_plot": ".report",
 }
 

@@ -94,7 +94,7 @@ def require_matplotlib() -> Any:
 
 
 def write_plot(path: str | os.PathLike, result: dict[str, Any]) -> Path:
-    """Four panels from an :func:`~mvs2v_core.evaluation.evaluate.evaluate` result: per-frame PSNR and
+    """Four panels from an :func:`mvs2v_toy.evaluate.evaluate` result: per-frame PSNR and
     SSIM; per-frame best reference similarity (generated and truth) per subject; the frame x view
     similarity matrix of the first subject; per-frame face accuracy on the revealed faces."""
     plt = require_matplotlib()

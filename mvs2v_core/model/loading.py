@@ -22,12 +22,15 @@ import re
 import struct
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError, MVS2VError
+from ..safe_files import refuse_pickle, refuse_pickle_folder
 from .config import NAMED_CONFIGS, WanConfig, infer_config, named_config
 from .convert import (
     DIFFUSERS,
@@ -41,7 +44,6 @@ from .convert import (
 
 PathArg = str | os.PathLike
 
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -81,16 +83,6 @@ _DTYPE_NAMES = {
 # =================================================================================================
 # Files
 # =================================================================================================
-def _pickle_refusal(path: Path, why: str) -> CheckpointError:
-    return CheckpointError(
-        f"{path} is a PyTorch pickle checkpoint ({why}). mvs2v loads weights from .safetensors files only, "
-        "because opening a pickle file can run arbitrary code. Download the .safetensors release of this "
-        "model, or convert the file once in a Python session you trust, e.g. "
-        "`safetensors.torch.save_file(torch.load(PATH, weights_only=True), 'model.safetensors')`, "
-        "and give the .safetensors file instead"
-    )
-
-
 def check_safetensors_file(path: PathArg) -> Path:
     """Raise :class:`CheckpointError` unless ``path`` is an existing, plausible safetensors file.
 
@@ -102,17 +94,11 @@ def check_safetensors_file(path: PathArg) -> Path:
         raise CheckpointError(f"checkpoint not found: {p}. Check the path (and that the download finished)")
     if p.is_dir():
         raise CheckpointError(f"{p} is a folder, expected a .safetensors file")
-    suffix = p.suffix.lower()
-    if suffix in PICKLE_SUFFIXES:
-        raise _pickle_refusal(p, f"'{suffix}' file")
+    refuse_pickle(p, "checkpoint")
     size = p.stat().st_size
     with open(p, "rb") as fh:
         head = fh.read(16)
-    if head.startswith(b"PK\x03\x04"):
-        raise _pickle_refusal(p, "its bytes are a zip archive, the format of torch.save")
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        raise _pickle_refusal(p, "its bytes are a Python pickle stream")
-    if head.startswith(b"GGUF") or suffix == ".gguf":
+    if head.startswith(b"GGUF") or p.suffix.lower() == ".gguf":
         raise CheckpointError(
             f"{p} is a GGUF file; mvs2v reads .safetensors only. Use the safetensors (fp16/bf16/fp8) release "
             "of this model"
@@ -274,15 +260,13 @@ def _files_in_folder(folder: Path) -> tuple[list[Path], dict]:
             f"{folder} holds several .safetensors files ({', '.join(w.name for w in weights[:6])}) and no index: "
             "give the path of the diffusion-model (DiT) file itself"
         )
-    pickles = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in PICKLE_SUFFIXES)
     experts = [d for d in ("high_noise_model", "low_noise_model") if (folder / d).is_dir()]
     if experts:
         raise CheckpointError(
             f"{folder} is a Wan2.2 A14B release with two experts: give {folder / experts[0]} "
             "(and the other expert separately), not the release folder"
         )
-    if pickles:
-        raise _pickle_refusal(folder / pickles[0], f"the folder has only pickle weights: {', '.join(pickles[:4])}")
+    refuse_pickle_folder(folder, "DiT checkpoint folder")
     raise CheckpointError(f"no .safetensors weights found in {folder}: give the folder or file of the diffusion model")
 
 
@@ -671,75 +655,111 @@ def load_dit(
     dtype = _as_dtype(dtype)
     if torch.device(device).type == "cpu":
         device = "cpu"  # accelerate names it "cpu:0", which safetensors does not accept
-    hints: dict = {}
-    if isinstance(path, Mapping):
-        src: _Source = _DictSource(path)
-        where = "the given state dict"
-    else:
-        files, hints = resolve_checkpoint_files(path)
-        if len(files) == 1 and (m := _SHARD_NAME.search(files[0].name)) and int(m.group(2)) > 1:
-            raise CheckpointError(
-                f"{files[0]} is shard {int(m.group(1))} of {int(m.group(2))} of a sharded checkpoint: give the "
-                "*.safetensors.index.json or the folder holding all the shards"
-            )
-        src = _FileSource(files, device)
-        where = src.describe()
+    src, where, hints = _open_source(path, device)
+    keys = _original_keys(src, where)
+    cfg = _resolve_config(config, keys, hints, where, src if not isinstance(path, Mapping) else None)
+    with torch.device("meta"):
+        model = WanDiT(cfg)
+    expected = {k: tuple(p.shape) for k, p in model.state_dict().items()}
+    unexpected = _check_tensors(expected, keys, cfg, where)
+    final, stored_dtypes = _load_tensors(src, keys, expected, fp32_parameter_names(model), dtype, device)
+    model.load_state_dict(final, strict=True, assign=True)
+    del final
+    model.eval()
+    model.load_info = {  # type: ignore[attr-defined]
+        "source": where,
+        "layout": keys.layout,
+        "prefix": keys.prefix,
+        "stored_dtypes": stored_dtypes,
+        "fp8_scaled": bool(keys.scales),
+        "ignored": unexpected,
+        "config": cfg,
+    }
+    return model
 
-    # ---- key names: prefix, layout, fp8 side tensors -------------------------------------------
+
+@dataclass
+class _Keys:
+    """A checkpoint's DiT tensors under original Wan names.
+
+    ``tensors`` / ``scales``: original key -> stored key (scales: fp8 weight scales);
+    ``meta``: original key -> the stored tensor's meta (shape, dtype) for config inference.
+    """
+
+    prefix: str
+    layout: str
+    tensors: dict[str, str]
+    scales: dict[str, str]
+    meta: dict[str, Any]
+
+
+def _open_source(path: Any, device: str | torch.device) -> tuple["_Source", str, dict]:
+    """The tensors to read (files or an in-memory dict), how to name them in messages, config hints."""
+    if isinstance(path, Mapping):
+        return _DictSource(path), "the given state dict", {}
+    files, hints = resolve_checkpoint_files(path)
+    if len(files) == 1 and (m := _SHARD_NAME.search(files[0].name)) and int(m.group(2)) > 1:
+        raise CheckpointError(
+            f"{files[0]} is shard {int(m.group(1))} of {int(m.group(2))} of a sharded checkpoint: give the "
+            "*.safetensors.index.json or the folder holding all the shards"
+        )
+    src = _FileSource(files, device)
+    return src, src.describe(), hints
+
+
+def _original_keys(src: "_Source", where: str) -> _Keys:
+    """Strip the prefix, convert diffusers names, set fp8 side tensors apart."""
     stored_keys = list(src.meta)
     prefix = find_prefix(stored_keys)
     if prefix is None:
         raise CheckpointError(f"{where} is not a Wan diffusion model (DiT): {_describe_foreign(stored_keys)}")
-    renamed: dict[str, str] = {}  # original-layout key -> stored key
-    outside = 0
-    for k in stored_keys:
-        if not k.startswith(prefix):
-            outside += 1
-            continue
-        renamed[k[len(prefix):]] = k
+    renamed = {k[len(prefix):]: k for k in stored_keys if k.startswith(prefix)}  # original key -> stored key
+    outside = len(stored_keys) - len(renamed)
     layout = detect_layout(renamed)
     if layout == DIFFUSERS:
         renamed = from_diffusers_keys(renamed)
     if outside:
         warnings.warn(
             f"{where}: ignoring {outside} tensors outside '{prefix}' (the VAE / text encoder of an all-in-one file)",
-            stacklevel=2,
+            stacklevel=3,
         )
     scales = {k: v for k, v in renamed.items() if k.rsplit(".", 1)[-1] in WEIGHT_SCALE_SUFFIXES}
     tensors = {k: v for k, v in renamed.items() if not _is_side_key(k)}
-    meta_sd = {k: src.meta[v] for k, v in tensors.items()}
+    return _Keys(prefix, layout, tensors, scales, {k: src.meta[v] for k, v in tensors.items()})
 
-    # ---- config ----------------------------------------------------------------------------------
+
+def _resolve_config(config: WanConfig | str | None, keys: _Keys, hints: dict, where: str,
+                    files: "_Source | None") -> WanConfig:
+    """The given config (checked against the tensors) or the one inferred from them and the hints."""
     given = _config_from_arg(config)
     inferred: WanConfig | None = None
     try:
-        inferred = infer_config(meta_sd)
+        inferred = infer_config(keys.meta)
     except MVS2VError as e:
-        if given is None:  # with a given config, missing tensors and shapes are checked below
+        if given is None:  # with a given config, missing tensors and shapes are checked later
             raise CheckpointError(f"{where}: {e}") from None
-    if inferred is not None and "num_heads" in hints and inferred.dim % hints["num_heads"] == 0:
-        inferred = inferred.with_(num_heads=hints["num_heads"])
     if inferred is not None:
+        if "num_heads" in hints and inferred.dim % hints["num_heads"] == 0:
+            inferred = inferred.with_(num_heads=hints["num_heads"])
         inferred = inferred.with_(**{k: v for k, v in hints.items() if k in ("eps", "text_len")})
-        if not isinstance(path, Mapping):
-            inferred = _guess_family(inferred, src.names)
-    if given is not None:
-        if inferred is not None and (msg := _config_mismatch(given, inferred, where, stated=tuple(hints))):
-            raise CheckpointError(msg)
-        cfg = given
-    else:
-        cfg = inferred  # type: ignore[assignment]
+        if files is not None:
+            inferred = _guess_family(inferred, files.names)
+    if given is None:
+        return inferred  # type: ignore[return-value]
+    if inferred is not None and (msg := _config_mismatch(given, inferred, where, stated=tuple(hints))):
+        raise CheckpointError(msg)
+    return given
 
-    # ---- expected tensors ------------------------------------------------------------------------
-    with torch.device("meta"):
-        model = WanDiT(cfg)
-    expected = {k: tuple(p.shape) for k, p in model.state_dict().items()}
+
+def _check_tensors(expected: dict[str, tuple], keys: _Keys, cfg: WanConfig, where: str) -> list[str]:
+    """Refuse wrong shapes, foreign blocks and missing tensors; returns the extra keys (a warning)."""
+    tensors, meta = keys.tensors, keys.meta
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
     wrong = [
-        f"{k}: the checkpoint has {_fmt(tuple(meta_sd[k].shape))}, the model expects {_fmt(expected[k])}"
+        f"{k}: the checkpoint has {_fmt(tuple(meta[k].shape))}, the model expects {_fmt(expected[k])}"
         for k in expected
-        if k in meta_sd and tuple(meta_sd[k].shape) != expected[k]
+        if k in meta and tuple(meta[k].shape) != expected[k]
     ]
     if wrong:
         raise CheckpointError(
@@ -761,36 +781,26 @@ def load_dit(
         warnings.warn(
             f"{where}: ignoring {len(unexpected)} tensor(s) that are not part of the Wan DiT "
             f"(e.g. {', '.join(unexpected[:4])}); these are extras such as adapter or control branches",
-            stacklevel=2,
+            stacklevel=3,
         )
+    return unexpected
 
-    # ---- load tensor by tensor -------------------------------------------------------------------
-    keep = fp32_parameter_names(model)
+
+def _load_tensors(src: "_Source", keys: _Keys, expected: dict[str, tuple], keep_fp32: set[str],
+                  dtype: torch.dtype, device: str | torch.device) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """Read each expected tensor onto ``device`` in its target dtype (fp8 upcast with its scale)."""
     final: dict[str, torch.Tensor] = {}
     stored_dtypes: dict[str, int] = {}
     for k in expected:
-        stored = tensors[k]
+        stored = keys.tensors[k]
         t = src.load(stored)
         stored_dtypes[src.dtype_names[stored]] = stored_dtypes.get(src.dtype_names[stored], 0) + 1
         module = k[: -len("weight")] if k.endswith(".weight") else None
-        scale_key = next((module + s for s in WEIGHT_SCALE_SUFFIXES if module and module + s in scales), None)
-        scale = src.load(scales[scale_key]) if scale_key else None
-        final[k] = _materialize(k, t, scale, _target_dtype(k, dtype, keep)).to(device)
+        scale_key = next((module + s for s in WEIGHT_SCALE_SUFFIXES if module and module + s in keys.scales), None)
+        scale = src.load(keys.scales[scale_key]) if scale_key else None
+        final[k] = _materialize(k, t, scale, _target_dtype(k, dtype, keep_fp32)).to(device)
         del t
-    model.load_state_dict(final, strict=True, assign=True)
-    del final
-    model.eval()
-    model.load_info = {  # type: ignore[attr-defined]
-        "source": where,
-        "layout": layout,
-        "prefix": prefix,
-        "stored_dtypes": stored_dtypes,
-        "fp8_scaled": bool(scales),
-        "ignored": unexpected,
-        "config": cfg,
-    }
-    return model
-
+    return final, stored_dtypes
 
 __all__ = [
     "DIFFUSERS",

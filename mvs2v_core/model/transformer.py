@@ -14,12 +14,14 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import MVS2VError
 from ..references.conditioning import ReferenceConditioning
-from ..references.positions import build_position_ids, video_position_ids
+from ..references.positions import video_position_ids
+from ..references.tokens import ReferenceTokenPlan
 from .config import WanConfig
 from .rope import apply_rope, rope_cos_sin
 
@@ -246,60 +248,49 @@ class WanDiT(nn.Module):
         # contiguous: a transposed residual stream would make every norm and add copy or stride.
         return y.to(self.dtype).permute(0, 2, 3, 4, 1).contiguous()
 
-    def _reference_tokens(self, refs: ReferenceConditioning, grid_hw: tuple[int, int]) -> torch.Tensor:
-        """Patch-embedded reference slots ``[B, n_kept * H' * W', dim]`` in token order."""
-        layout = refs.layout
-        kept = layout.kept_slots(refs.empty_slot_mode)
-        lat = refs.latents[:, :, kept]
-        tok = self._embed_patches(lat.to(self.patch_embedding.weight.device))  # [B, S_k, H', W', dim]
-        if tok.shape[2:4] != grid_hw:
-            raise MVS2VError(
-                f"reference latents give a {tok.shape[2]}x{tok.shape[3]} token grid but the video gives "
-                f"{grid_hw[0]}x{grid_hw[1]}: letterbox the references to the video's width and height"
-            )
-        if refs.empty_slot_mode == "proxy":
-            filled = layout.filled
-            empty = [j for j, s in enumerate(kept) if not filled[s]]
-            if empty:
-                views = layout.slot_view()
-                proxy = refs.proxy_tokens.to(device=tok.device, dtype=tok.dtype)  # type: ignore[union-attr]
-                mask = torch.zeros(len(kept), dtype=torch.bool, device=tok.device)
-                mask[empty] = True
-                # Each empty slot's whole h x w grid becomes its slot's proxy vector.
-                fill = proxy[[views[s] for s in kept]]  # [S_k, dim]
-                tok = torch.where(mask[None, :, None, None, None], fill[None, :, None, None, :], tok)
-        return tok.flatten(1, 3)
+    def _time_modulation(self, t: torch.Tensor, num_tokens: int) -> tuple[Modulation, Modulation]:
+        """Time embedding -> (block modulation [.., 6, dim], head modulation [.., 1, dim]).
 
-    def _time_modulation(
-        self, timestep: torch.Tensor, batch: int, n_video: int, n_ref: int, ref_zero: bool
-    ) -> tuple[Modulation, Modulation]:
-        """Time embedding -> (block modulation [.., 6, dim], head modulation [.., 1, dim])."""
-        if timestep.ndim == 0:
-            timestep = timestep.expand(batch)
-        per_token = timestep.ndim == 2
-        if per_token and timestep.shape[1] != n_video:
-            raise MVS2VError(
-                f"per-token timesteps must be [batch, {n_video}] (one per video token), got {tuple(timestep.shape)}"
-            )
-        if n_ref and (ref_zero or per_token):
-            if per_token:
-                # References take the clip's noise level (its largest video timestep) unless zero.
-                ref_t = timestep.new_zeros(batch, n_ref) if ref_zero else timestep.amax(1, keepdim=True).expand(batch, n_ref)
-                t = torch.cat([timestep, ref_t], dim=1)
-            else:
-                t = torch.cat([timestep[:, None].expand(batch, n_video), timestep.new_zeros(batch, n_ref)], dim=1)
-            per_token = True
-        else:
-            t = timestep
-        if per_token:
-            values, index = torch.unique(t.float(), return_inverse=True)
-        else:
+        Args:
+            t: ``[B]`` (every token of a sample shares it) or ``[B, N]`` with ``N`` dividing
+                ``num_tokens`` (per frame or per token; a frame's value covers its tokens).
+        """
+        if t.ndim == 1:
             values, index = t.float(), None
+        else:
+            if num_tokens % t.shape[1]:
+                raise MVS2VError(f"timesteps of shape {tuple(t.shape)} do not divide the {num_tokens} tokens")
+            t = t.repeat_interleave(num_tokens // t.shape[1], dim=1)
+            values, index = torch.unique(t.float(), return_inverse=True)
         e = self.time_embedding(sinusoidal_embedding(values, self.config.freq_dim).to(self.time_embedding[0].weight.dtype)).float()
         e0 = self.time_projection(e).float().unflatten(1, (6, -1))  # [N, 6, dim]
         if index is None:
             return Modulation(e0[:, None], None), Modulation(e[:, None, None], None)
         return Modulation(e0, index), Modulation(e[:, None], index)
+
+    def _append_references(
+        self, tokens: torch.Tensor, timestep: torch.Tensor, grid: tuple[int, int, int], refs: ReferenceConditioning
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Video tokens ``[B, Lv, dim]`` -> (video + reference tokens, their timesteps, position ids ``[L, 3]``).
+
+        The slots are embedded with the model's own Conv3d; the rest is the shared
+        :class:`ReferenceTokenPlan` (the ComfyUI patch runs the same plan).
+        """
+        b = tokens.shape[0]
+        plan = ReferenceTokenPlan.build(grid, refs.layout, refs.settings)
+        if refs.latents.shape[0] != b or refs.latents.shape[1] != self.config.in_dim:
+            raise MVS2VError(
+                f"reference latents {tuple(refs.latents.shape)} do not match the video latents "
+                f"(batch {b}, {self.config.in_dim} channels): batch and channel counts must agree"
+            )
+        ref_tok = self._embed_patches(plan.select_latents(refs.latents).to(tokens.device))  # [B, S_k, H', W', dim]
+        if ref_tok.shape[2:4] != grid[1:]:
+            raise MVS2VError(
+                f"reference latents give a {ref_tok.shape[2]}x{ref_tok.shape[3]} token grid but the video gives "
+                f"{grid[1]}x{grid[2]}: letterbox the references to the video's width and height"
+            )
+        tokens = plan.fill_proxies(torch.cat([tokens, ref_tok.flatten(1, 3)], dim=1), refs.proxy_tokens)
+        return tokens, plan.timesteps(timestep), plan.position_ids()
 
     def forward(
         self,
@@ -333,25 +324,20 @@ class WanDiT(nn.Module):
             raise MVS2VError(f"latent size {f}x{h}x{w} is not divisible by the patch size {cfg.patch_size}")
         grid = (f // pt, h // ph, w // pw)
         tokens = self._embed_patches(x).flatten(1, 3)  # [B, Lv, dim]
-        n_video = tokens.shape[1]
-        n_ref = 0
-        if refs is not None:
-            if refs.latents.shape[0] != b or refs.latents.shape[1] != cfg.in_dim:
-                raise MVS2VError(
-                    f"reference latents {tuple(refs.latents.shape)} do not match the video latents "
-                    f"{tuple(x.shape)}: batch and channel counts must agree"
-                )
-            ref_tok = self._reference_tokens(refs, grid[1:])
-            n_ref = ref_tok.shape[1]
-            tokens = torch.cat([tokens, ref_tok], dim=1)
-            pos = build_position_ids(grid, refs.layout, refs.scheme, refs.empty_slot_mode)
-        else:
+        if timestep.ndim == 0:
+            timestep = timestep.expand(b)
+        timestep = timestep.to(tokens.device)
+        if timestep.ndim == 2 and timestep.shape[1] != tokens.shape[1]:
+            raise MVS2VError(
+                f"per-token timesteps must be [batch, {tokens.shape[1]}] (one per video token), got {tuple(timestep.shape)}"
+            )
+        if refs is None:
             pos = video_position_ids(grid)
+        else:
+            tokens, timestep, pos = self._append_references(tokens, timestep, grid, refs)
+        n_video = grid[0] * grid[1] * grid[2]
         cos, sin = rope_cos_sin(pos.to(tokens.device), cfg.head_dim)
-
-        e_blocks, e_head = self._time_modulation(
-            timestep.to(tokens.device), b, n_video, n_ref, refs is not None and refs.ref_timestep == "zero"
-        )
+        e_blocks, e_head = self._time_modulation(timestep, tokens.shape[1])
 
         if context.shape[1] < cfg.text_len:
             context = F.pad(context, (0, 0, 0, cfg.text_len - context.shape[1]))
@@ -376,8 +362,6 @@ class WanDiT(nn.Module):
 
     def unpatchify(self, tokens: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """``[B, F'*H'*W', pt*ph*pw*C]`` -> ``[B, C, F'*pt, H'*ph, W'*pw]``."""
-        b = tokens.shape[0]
         pt, ph, pw = self.config.patch_size
-        fg, hg, wg = grid
-        u = tokens.view(b, fg, hg, wg, pt, ph, pw, -1)
-        return u.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, -1, fg * pt, hg * ph, wg * pw)
+        return rearrange(tokens, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
+                         f=grid[0], h=grid[1], w=grid[2], pt=pt, ph=ph, pw=pw)

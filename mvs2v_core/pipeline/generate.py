@@ -8,6 +8,7 @@ three-pass guidance contrasts no references / references / references + prompt.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +16,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..adapter import Adapter, load_adapter, require_compatible
 from ..errors import MVS2VError
 from ..model.transformer import WanDiT
 from ..references.conditioning import ReferenceConditioning
 from ..references.layout import ReferenceLayout
 from ..references.mfi import MFIProjector
-from ..references.positions import PositionScheme
+from ..references.settings import ReferenceSettings
 from ..sampling.guidance import CFGGuidance, Condition, Guidance, NoGuidance, PhantomGuidance
 from ..sampling.sampler import make_noise, sample
 from .images import gray_image, letterbox, load_image, to_tensor
@@ -55,11 +57,56 @@ class GenerationSettings:
     solver: str = "unipc"
     ref_scale: float = 5.0
     text_scale: float = 7.5
-    scheme: PositionScheme = field(default_factory=lambda: PositionScheme("ts"))
-    slots_per_subject: int = 4
-    empty_slot_mode: str = "gray"
-    ref_timestep: str = "same"
+    references: ReferenceSettings | None = None  # None: the adapter's settings, else the defaults
     max_batch_passes: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where the models of a generation are: local files only, weights in safetensors.
+
+    Attributes:
+        dit: a Wan / Phantom-Wan DiT (.safetensors file, sharded index or folder, diffusers folder).
+        vae: a Wan VAE (single file or diffusers folder), or a folder declaring another codec kind.
+        text_encoder: a umT5 folder, or a folder declaring another text-encoder kind.
+        adapter: an mvs2v adapter file, or an already loaded :class:`Adapter`; None for none.
+        vision_encoder: the CLIP / SigLIP vision folder an MFI adapter was trained with.
+        model_config: a named DiT config to check the checkpoint against (default: inferred).
+        lora_strength: strength of the adapter's LoRA.
+    """
+
+    dit: str | os.PathLike
+    vae: str | os.PathLike
+    text_encoder: str | os.PathLike
+    adapter: str | os.PathLike | Adapter | None = None
+    vision_encoder: str | os.PathLike | None = None
+    model_config: str | None = None
+    lora_strength: float = 1.0
+
+    def load_adapter(self) -> Adapter | None:
+        if self.adapter is None or isinstance(self.adapter, Adapter):
+            return self.adapter
+        return load_adapter(self.adapter)
+
+
+def resolve_device(device: str | torch.device | None, dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:
+    """``None`` -> cuda when available, else cpu; dtype ``None`` -> bf16 on GPU, fp32 on CPU."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise MVS2VError(f"device {device!r} is not a device torch knows: use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MVS2VError("device cuda was asked for but no CUDA GPU is available: use cpu")
+    if dtype is None:
+        dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    elif isinstance(dtype, str):
+        names = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+        if dtype not in names:
+            raise MVS2VError(f"dtype {dtype!r} is unknown: use one of {', '.join(names)}")
+        dtype = names[dtype]
+    return dev, dtype
 
 
 @dataclass
@@ -70,6 +117,24 @@ class GenerationResult:
     latents: torch.Tensor
     layout: ReferenceLayout | None
     timings: dict[str, float]
+
+    def save(self, path: str | os.PathLike, fps: float, lossless: bool, latents: bool = False) -> dict[str, str]:
+        """Write the video (lossless RGB or H.264), and with ``latents`` the final latents next to it
+        (``<name>.latents.safetensors``); both atomically. Returns ``{"video": ..., ["latents": ...]}``."""
+        from ..utils import save_safetensors_atomic
+        from .video_io import write_lossless_mp4, write_mp4
+
+        out = Path(path)
+        if lossless:
+            write_lossless_mp4((self.video * 255).round().to(torch.uint8).numpy(), out, fps)
+        else:
+            write_mp4(self.video, out, fps=fps)
+        written = {"video": str(out)}
+        if latents:
+            lat_path = out.with_suffix(".latents.safetensors")
+            save_safetensors_atomic({"latents": self.latents.contiguous()}, lat_path)
+            written["latents"] = str(lat_path)
+        return written
 
 
 def check_video_size(width: int, height: int, frames: int, spatial_multiple: int, temporal_factor: int) -> None:
@@ -120,6 +185,7 @@ class MVS2VPipeline:
         mfi: MFIProjector | None = None,
         vision_encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
         device: str | torch.device = "cpu",
+        adapter: Adapter | None = None,
     ) -> None:
         if (mfi is None) != (vision_encoder is None):
             raise MVS2VError(
@@ -138,6 +204,67 @@ class MVS2VPipeline:
         self.mfi = mfi
         self.vision_encoder = vision_encoder
         self.device = torch.device(device)
+        self.adapter = adapter
+        self.load_seconds = 0.0
+
+    @classmethod
+    def from_files(
+        cls,
+        files: ModelFiles,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> "MVS2VPipeline":
+        """Load and assemble everything a generation needs: DiT, adapter (LoRA merged at its
+        strength, proxy tokens, MFI projector), VAE / codec, text and vision encoders.
+
+        The adapter is checked against the DiT before the other models load; its reference
+        settings become :attr:`default_references`. The VAE runs in float32.
+        """
+        from ..adapter import apply_lora
+        from ..model.loading import load_dit
+        from .text import load_text_encoder
+        from .vae import load_vae
+
+        t0 = time.perf_counter()
+        dev, dt = resolve_device(device, dtype)
+        adapter = files.load_adapter()
+        if adapter is not None and adapter.has_mfi and files.vision_encoder is None:
+            raise MVS2VError("this adapter uses MFI: give the vision encoder it was trained with (--vision-encoder)")
+        dit = load_dit(files.dit, config=files.model_config, device=dev, dtype=dt)
+        mfi = vision = proxy = None
+        if adapter is not None:
+            require_compatible(adapter, dit.config)
+            if adapter.lora:
+                apply_lora(dit, adapter.lora, files.lora_strength)
+            if adapter.proxy_tokens is not None:
+                proxy = adapter.proxy_tokens.to(dev)
+        vae = load_vae(files.vae, device=dev, dtype=torch.float32)
+        text_encoder = load_text_encoder(files.text_encoder, device=dev)
+        if adapter is not None and adapter.has_mfi:
+            from .vision import load_vision_encoder
+
+            mfi = adapter.mfi_projector(dev)
+            vision = load_vision_encoder(files.vision_encoder, device=dev)  # type: ignore[arg-type]
+        pipe = cls(dit, vae, text_encoder, proxy, mfi, vision, device=dev, adapter=adapter)
+        pipe.load_seconds = time.perf_counter() - t0
+        return pipe
+
+    @property
+    def default_references(self) -> ReferenceSettings:
+        """The adapter's reference settings when there is one, else the contract's defaults."""
+        return self.adapter.metadata.references if self.adapter is not None else ReferenceSettings()
+
+    def resolve_references(self, references: ReferenceSettings | None) -> ReferenceSettings:
+        """``references`` (default: :attr:`default_references`), checked against the adapter."""
+        refs = references if references is not None else self.default_references
+        if self.adapter is not None:
+            require_compatible(self.adapter, self.dit.config, refs)
+        return refs
+
+    @property
+    def lossless_output(self) -> bool:
+        """Whether videos of this pipeline should be stored losslessly (the codec says so)."""
+        return bool(getattr(self.vae, "lossless_output", False))
 
     # ---- conditioning ------------------------------------------------------------------------
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -156,7 +283,7 @@ class MVS2VPipeline:
         return out
 
     def reference_images(
-        self, subjects: Sequence[SubjectInput], layout: ReferenceLayout, width: int, height: int, empty_slot_mode: str
+        self, subjects: Sequence[SubjectInput], layout: ReferenceLayout, width: int, height: int
     ) -> torch.Tensor:
         """Letterboxed slot images ``[S, 3, H, W]`` in [-1, 1], token order; empty slots are mid-gray."""
         gray = to_tensor(gray_image(width, height))
@@ -205,9 +332,10 @@ class MVS2VPipeline:
         ref_lat = None
         neg_ref_ctx = neg_noref_ctx = None
         t1 = time.perf_counter()
+        refs = self.resolve_references(s.references)
         if subjects:
-            layout = layout_for(subjects, s.slots_per_subject)
-            images = self.reference_images(subjects, layout, s.width, s.height, s.empty_slot_mode)
+            layout = layout_for(subjects, refs.slots_per_subject)
+            images = self.reference_images(subjects, layout, s.width, s.height)
             ref_lat = self.encode_references(images)
             if self.mfi is not None:
                 feats = self.mfi_features(images, layout).to(self.device)
@@ -220,7 +348,7 @@ class MVS2VPipeline:
         timings["reference_encode"] = time.perf_counter() - t1
 
         guidance = self._guidance(s, pos_ctx, neg_ctx, ref_lat, neg_ref_ctx, neg_noref_ctx)
-        model_fn = self._model_fn(s, layout)
+        model_fn = self._model_fn(refs, layout)
         f = 1 + (s.frames - 1) // tf
         shape = (1, self.dit.config.in_dim, f, s.height // sf, s.width // sf)
         noise = make_noise(shape, s.seed, device=self.device)
@@ -273,7 +401,7 @@ class MVS2VPipeline:
             max_batch_passes=s.max_batch_passes,
         )
 
-    def _model_fn(self, s: GenerationSettings, layout: ReferenceLayout | None):
+    def _model_fn(self, references: ReferenceSettings, layout: ReferenceLayout | None):
         dit = self.dit
         dtype = dit.dtype
 
@@ -281,8 +409,7 @@ class MVS2VPipeline:
             refs = None
             if cond.get("ref_latents") is not None:
                 refs = ReferenceConditioning(
-                    cond["ref_latents"].to(dtype), layout, s.scheme, s.empty_slot_mode,  # type: ignore[arg-type]
-                    self.proxy_tokens, s.ref_timestep,
+                    cond["ref_latents"].to(dtype), layout, references, self.proxy_tokens  # type: ignore[arg-type]
                 )
             return dit(x.to(dtype), t, cond["context"].to(dtype), refs=refs).float()
 

@@ -18,10 +18,10 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import CheckpointError, MVS2VError
+from ..safe_files import refuse_pickle, refuse_pickle_folder
 
 __all__ = ["TextEncoder", "load_text_encoder", "pad_context", "clean_prompt"]
 
-_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
 _TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
 _EXPECTED = ("a local folder with config.json + *.safetensors weights (e.g. the 'text_encoder' folder "
              "of Wan-AI/Wan2.1-T2V-1.3B-Diffusers) and its tokenizer files, either in the same folder "
@@ -175,12 +175,7 @@ def _check_weights(model_dir: Path) -> None:
         return
     if safes:
         return
-    pickles = [p.name for p in model_dir.iterdir() if p.suffix.lower() in _PICKLE_SUFFIXES]
-    if pickles:
-        raise CheckpointError(
-            f"The text encoder '{model_dir}' only has pickle weights ({', '.join(sorted(pickles)[:3])}); "
-            "refusing to load them because pickles can run arbitrary code. Use the .safetensors release "
-            "of the same model.")
+    refuse_pickle_folder(model_dir, "text encoder folder")
     raise CheckpointError(f"'{model_dir}' has a config.json but no .safetensors weights. Pass {_EXPECTED}.")
 
 
@@ -211,13 +206,13 @@ def load_text_encoder(path: str | os.PathLike, device: str | torch.device = "cpu
     p = Path(path).expanduser()
     if not p.exists():
         raise CheckpointError(f"Text encoder not found: '{p}'. Pass {_EXPECTED}.")
-    from ..toy.text import is_toy_text_encoder, load_toy_text_encoder
+    from .components import find_component
 
-    if is_toy_text_encoder(p):  # the toy world's fixed word embeddings, same interface
-        return load_toy_text_encoder(p, device=device, dtype=dtype)
+    kind = find_component(p, "text_encoder")
+    if kind is not None:  # a folder declaring another encoder kind (e.g. the toy world's word embeddings)
+        return kind.loader(p, device=device, dtype=dtype)
     if p.is_file():
-        if p.suffix.lower() in _PICKLE_SUFFIXES:
-            raise CheckpointError(f"Refusing to load the pickle file '{p}'. Pass {_EXPECTED}.")
+        refuse_pickle(p, "text encoder")
         raise CheckpointError(
             f"'{p}' is a single file; the standalone pipeline needs {_EXPECTED}. (ComfyUI's single-file "
             "umt5_xxl_*.safetensors is used by the ComfyUI nodes through ComfyUI's own loader.)")

@@ -10,13 +10,16 @@ the Wan DiTs are trained in::
 (a) a diffusers folder (``config.json`` + ``diffusion_pytorch_model.safetensors``), or a pipeline
     folder with such a ``vae/`` subfolder;
 (b) one ``.safetensors`` file in the original Wan key layout, as distributed for ComfyUI
-    (``wan_2.1_vae.safetensors``, ``wan2.2_vae.safetensors``). Wan 2.1 keys are converted by
-    diffusers' own ``convert_wan_vae_to_diffusers``; diffusers ships no single-file converter for
-    the Wan 2.2 residual layout, so that mapping is done here, by structural rules;
+    (``wan_2.1_vae.safetensors``, ``wan2.2_vae.safetensors``), with or without a wrapper prefix
+    such as ``vae.`` or ``first_stage_model.``; the keys are converted by diffusers' own
+    ``convert_wan_vae_to_diffusers`` (see :func:`_convert_original` for the Wan 2.2 blocks);
 (c) one ``.safetensors`` file already in diffusers key layout.
 
 For (b) and (c) the architecture (base width, channel multipliers, residual blocks, temporal
 downsampling, patchify) is read from tensor shapes, and every key and shape is checked.
+diffusers' ``AutoencoderKLWan.from_single_file`` is not used: it reads the config from a Hub repo
+(a network call) or from a local folder named by ``config=`` (not a dict: a single file would need a
+temporary config folder), and it loads with ``strict=False``, only logging missing or unexpected keys.
 
 diffusers is imported lazily, inside the functions.
 """
@@ -33,22 +36,15 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, MVS2VError
+from ..safe_files import refuse_pickle, refuse_pickle_folder
 
-__all__ = ["WanVAE", "load_vae", "PICKLE_SUFFIXES", "WAN21_LATENTS_MEAN", "WAN21_LATENTS_STD",
-           "WAN22_LATENTS_MEAN", "WAN22_LATENTS_STD"]
+__all__ = ["WanVAE", "load_vae", "WAN22_LATENTS_MEAN", "WAN22_LATENTS_STD"]
 
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
-
-# Per-channel latent statistics published with the Wan VAEs (the Wan 2.1 values are also the
-# defaults of diffusers' AutoencoderKLWan; the Wan 2.2 values are those of its 48-channel VAE).
-WAN21_LATENTS_MEAN = [
-    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
-    0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
-]
-WAN21_LATENTS_STD = [
-    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
-    3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
-]
+# Per-channel latent statistics of the 48-channel Wan 2.2 VAE. A single file does not carry them
+# and the installed diffusers (0.42.1) has them nowhere in its code (only the Hub config of
+# Wan-AI/Wan2.2-TI2V-5B-Diffusers carries them).
+# Wan 2.1's 16-channel statistics are the defaults of diffusers' AutoencoderKLWan, so they are
+# not repeated here.
 WAN22_LATENTS_MEAN = [
     -0.2289, -0.0052, -0.1323, -0.2339, -0.2799, 0.0174, 0.1838, 0.1557,
     -0.1382, 0.0542, 0.2813, 0.0891, 0.1570, -0.0098, 0.0375, -0.1825,
@@ -80,15 +76,6 @@ def _import_autoencoder() -> Any:
     return AutoencoderKLWan
 
 
-def _refuse_pickle(path: Path, what: str = "VAE") -> None:
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise CheckpointError(
-            f"Refusing to load the {what} '{path}': '{path.suffix}' files are Python pickles, which can "
-            "run arbitrary code when loaded. Use the .safetensors release of the same weights (ComfyUI's "
-            "'wan_2.1_vae.safetensors' / 'wan2.2_vae.safetensors', or a diffusers folder), or convert "
-            "the file once yourself in a trusted environment.")
-
-
 # --------------------------------------------------------------------------------------------
 # The wrapper
 # --------------------------------------------------------------------------------------------
@@ -102,6 +89,8 @@ class WanVAE:
         latents_mean, latents_std: float32 tensors ``[z_dim]`` used for normalization.
         source: where the weights came from (for messages), or ``None``.
     """
+
+    lossless_output = False  # its decoded frames are approximate anyway: a normal (yuv420p) mp4 is enough
 
     def __init__(self, model: Any, source: str | None = None) -> None:
         cfg = model.config
@@ -287,6 +276,7 @@ def detect_layout(sd: dict[str, torch.Tensor]) -> str:
     return "unknown"
 
 
+# diffusers' names for the layers of one original residual block (``residual.{0,2,3,6}``, ``shortcut``).
 _RES_RENAMES = (
     (".residual.0.", ".norm1."),
     (".residual.2.", ".conv1."),
@@ -294,6 +284,8 @@ _RES_RENAMES = (
     (".residual.6.", ".conv2."),
     (".shortcut.", ".conv_shortcut."),
 )
+# Wan 2.2's residual levels: ``encoder.downsamples.{i}.downsamples.{j}.*`` / ``decoder.upsamples.{i}.upsamples.{j}.*``.
+_WAN22_LEVEL = re.compile(r"^(encoder|decoder)\.(?:down|up)samples\.(\d+)\.(?:down|up)samples\.(\d+)\.(.*)$")
 
 
 def _rename_resblock(key: str) -> str:
@@ -303,58 +295,39 @@ def _rename_resblock(key: str) -> str:
     return key
 
 
-def _convert_wan22_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map the original Wan 2.2 VAE layout (residual up/down blocks) to diffusers' names.
+def _wan22_level_key(key: str) -> str | None:
+    """diffusers' name of a key inside a Wan 2.2 residual level, or ``None`` for any other key.
 
-    Original: ``encoder.downsamples.{i}.downsamples.{j}.{residual|shortcut|resample|time_conv}...``
-    and ``decoder.upsamples.{i}.upsamples.{j}...``, where the last ``j`` of a level is the
-    resampler; diffusers: ``encoder.down_blocks.{i}.resnets.{j}`` / ``.downsampler`` and
-    ``decoder.up_blocks.{i}.resnets.{j}`` / ``.upsampler``. The middle, head, conv1/conv2 names
-    follow the same rules as in Wan 2.1.
+    Original level ``i`` holds residual blocks ``0..n-1`` then, last, its resampler (``resample.*``,
+    ``time_conv.*``; absent on the last level); diffusers splits them into
+    ``{down,up}_blocks.{i}.resnets.{j}`` and ``.downsampler`` / ``.upsampler``.
     """
-    out: dict[str, torch.Tensor] = {}
-    level = re.compile(r"^(encoder|decoder)\.(downsamples|upsamples)\.(\d+)\.(downsamples|upsamples)\.(\d+)\.(.*)$")
-    mid = re.compile(r"^(encoder|decoder)\.middle\.([012])\.(.*)$")
-    for key, value in sd.items():
-        new = key
-        m = level.match(key)
-        if m:
-            part, _, i, _, j, rest = m.groups()
-            is_resampler = rest.startswith("resample.") or rest.startswith("time_conv.")
-            if part == "encoder":
-                prefix = f"encoder.down_blocks.{i}." + ("downsampler." if is_resampler else f"resnets.{j}.")
-            else:
-                prefix = f"decoder.up_blocks.{i}." + ("upsampler." if is_resampler else f"resnets.{j}.")
-            new = prefix + rest if is_resampler else _rename_resblock(prefix + rest)
-        elif key.startswith("conv1."):
-            new = "quant_conv." + key[len("conv1."):]
-        elif key.startswith("conv2."):
-            new = "post_quant_conv." + key[len("conv2."):]
-        elif key.startswith(("encoder.conv1.", "decoder.conv1.")):
-            new = key.replace(".conv1.", ".conv_in.", 1)
-        elif mid.match(key):
-            part, idx, rest = mid.match(key).groups()
-            if idx == "1":
-                new = f"{part}.mid_block.attentions.0.{rest}"
-            else:
-                new = _rename_resblock(f"{part}.mid_block.resnets.{0 if idx == '0' else 1}.{rest}")
-        elif re.match(r"^(encoder|decoder)\.head\.0\.", key):
-            new = key.replace(".head.0.", ".norm_out.", 1)
-        elif re.match(r"^(encoder|decoder)\.head\.2\.", key):
-            new = key.replace(".head.2.", ".conv_out.", 1)
-        out[new] = value
-    return out
+    m = _WAN22_LEVEL.match(key)
+    if m is None:
+        return None
+    part, level, j, rest = m.groups()
+    block = f"{part}.{'down_blocks' if part == 'encoder' else 'up_blocks'}.{level}"
+    if rest.startswith(("resample.", "time_conv.")):
+        return f"{block}.{'downsampler' if part == 'encoder' else 'upsampler'}.{rest}"
+    return _rename_resblock(f"{block}.resnets.{j}.{rest}")
 
 
 def _convert_original(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
-    if "encoder.downsamples.0.downsamples.0.residual.0.gamma" in sd:
-        return _convert_wan22_original(sd)
+    """Original Wan (ComfyUI) keys -> diffusers' ``AutoencoderKLWan`` keys, by diffusers' converter.
+
+    diffusers 0.42.1's ``convert_wan_vae_to_diffusers`` maps the whole Wan 2.1 layout, and for Wan 2.2
+    the parts it shares with 2.1 (``conv1``/``conv2``, the middle blocks, the heads); it does not know
+    Wan 2.2's nested residual levels (it maps them to ``down_blocks.{i}.downsamples.{j}``, which
+    ``AutoencoderKLWan(is_residual=True)`` does not have), so those are renamed here first. Keys it
+    does not recognise it leaves as they are, which the strict load then reports.
+    """
     try:
         from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
     except ImportError as exc:
-        raise CheckpointError(f"'{path}' is an original-layout Wan 2.1 VAE, and this diffusers has no "
+        raise CheckpointError(f"'{path}' is an original-layout Wan VAE, and this diffusers has no "
                               "convert_wan_vae_to_diffusers; upgrade: `pip install -U 'diffusers>=0.33'`.") from exc
-    return convert_wan_vae_to_diffusers(dict(sd))
+    renamed = {_wan22_level_key(k) or k: v for k, v in sd.items()}
+    return convert_wan_vae_to_diffusers(renamed)
 
 
 def _indices(sd: dict[str, torch.Tensor], pattern: str) -> list[int]:
@@ -368,7 +341,8 @@ def infer_config(sd: dict[str, torch.Tensor], path: Path | str = "",
     """Read an ``AutoencoderKLWan`` config from the shapes of a diffusers-layout state dict.
 
     ``latents_stats`` (mean, std) overrides the per-channel statistics, which a single file does
-    not carry: by default they are Wan 2.1's for 16 channels and Wan 2.2's for 48.
+    not carry: by default they are Wan 2.1's for 16 channels (diffusers' defaults, left out of the
+    returned dict) and Wan 2.2's for 48.
     """
     def need(key: str) -> torch.Tensor:
         if key not in sd:
@@ -434,17 +408,25 @@ def infer_config(sd: dict[str, torch.Tensor], path: Path | str = "",
     )
     if dec_dim != base_dim:
         cfg["decoder_base_dim"] = dec_dim
-    if latents_stats is not None:
-        cfg["latents_mean"], cfg["latents_std"] = list(latents_stats[0]), list(latents_stats[1])
-    elif z_dim == 16:
-        cfg["latents_mean"], cfg["latents_std"] = list(WAN21_LATENTS_MEAN), list(WAN21_LATENTS_STD)
-    elif z_dim == 48:
-        cfg["latents_mean"], cfg["latents_std"] = list(WAN22_LATENTS_MEAN), list(WAN22_LATENTS_STD)
-    else:
-        warnings.warn(f"VAE '{path}' has {z_dim} latent channels (not a released Wan VAE); no latent "
-                      "statistics are known, so latents are left unnormalized (mean 0, std 1).", stacklevel=3)
-        cfg["latents_mean"], cfg["latents_std"] = [0.0] * z_dim, [1.0] * z_dim
+    cfg.update(_latent_stats(z_dim, path, latents_stats))
     return cfg
+
+
+def _latent_stats(z_dim: int, path: Path | str,
+                  latents_stats: tuple[list[float], list[float]] | None) -> dict[str, list[float]]:
+    """The ``latents_mean`` / ``latents_std`` config entries for a single-file VAE with ``z_dim`` channels.
+
+    Empty for 16 channels: Wan 2.1's statistics are ``AutoencoderKLWan``'s defaults.
+    """
+    if latents_stats is not None:
+        return {"latents_mean": list(latents_stats[0]), "latents_std": list(latents_stats[1])}
+    if z_dim == 16:
+        return {}
+    if z_dim == 48:
+        return {"latents_mean": list(WAN22_LATENTS_MEAN), "latents_std": list(WAN22_LATENTS_STD)}
+    warnings.warn(f"VAE '{path}' has {z_dim} latent channels (not a released Wan VAE); no latent "
+                  "statistics are known, so latents are left unnormalized (mean 0, std 1).", stacklevel=4)
+    return {"latents_mean": [0.0] * z_dim, "latents_std": [1.0] * z_dim}
 
 
 def _summarize_mismatch(model_sd: dict[str, torch.Tensor], sd: dict[str, torch.Tensor]) -> str:
@@ -494,6 +476,7 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _load_single_file(path: Path, device: str | torch.device, dtype: torch.dtype,
                       latents_stats: tuple[list[float], list[float]] | None = None) -> WanVAE:
+    refuse_pickle(path, "VAE")
     sd = _strip_prefix(_load_safetensors(path))
     layout = detect_layout(sd)
     if layout == "unknown":
@@ -519,10 +502,7 @@ def _load_diffusers_folder(folder: Path, device: str | torch.device, dtype: torc
         raise CheckpointError(f"'{folder}' holds a {cls}, not a Wan VAE (AutoencoderKLWan). Expected {_EXPECTED}.")
     weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.safetensors.index.json"))
     if not weights:
-        pickles = [p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
-        if pickles:
-            raise CheckpointError(f"'{folder}' only has pickle weights ({', '.join(pickles)}); refusing to load "
-                                  "them. Use the safetensors version of this VAE.")
+        refuse_pickle_folder(folder, "VAE folder")
         raise CheckpointError(f"'{folder}' has a config.json but no diffusion_pytorch_model.safetensors. "
                               f"Expected {_EXPECTED}.")
     AutoencoderKLWan = _import_autoencoder()
@@ -578,12 +558,13 @@ def load_vae(path: str | os.PathLike, device: str | torch.device = "cpu",
     p = Path(path).expanduser()
     if not p.exists():
         raise CheckpointError(f"VAE not found: '{p}'. Pass {_EXPECTED}.")
-    from ..toy.codec import is_toy_codec, load_codec
+    from .components import find_component
 
-    if is_toy_codec(p):  # the toy world's exact pixel-unshuffle codec, same interface
+    kind = find_component(p, "vae")
+    if kind is not None:  # a folder declaring another codec kind (e.g. the toy world's exact codec)
         if stats is not None:
-            raise MVS2VError(f"'{p}' is a toy codec folder, which stores its own normalization; drop latents_mean/std")
-        return load_codec(p, device=device, dtype=dtype)
+            raise MVS2VError(f"'{p}' is a {kind.kind} folder, which stores its own normalization; drop latents_mean/std")
+        return kind.loader(p, device=device, dtype=dtype)
     if p.is_dir():
         if not (p / "config.json").is_file() and (p / "vae" / "config.json").is_file():
             p = p / "vae"
@@ -597,7 +578,7 @@ def load_vae(path: str | os.PathLike, device: str | torch.device = "cpu",
             return _load_single_file(singles[0], device, dtype, stats)
         raise CheckpointError(f"'{p}' is a folder without config.json"
                               f"{' and with several .safetensors files' if singles else ''}. Pass {_EXPECTED}.")
-    _refuse_pickle(p)
+    refuse_pickle(p, "VAE")
     if p.suffix.lower() != ".safetensors":
         raise CheckpointError(f"'{p}' is not a .safetensors file. Pass {_EXPECTED}.")
     return _load_single_file(p, device, dtype, stats)

@@ -1,7 +1,9 @@
 """Writing and reading mp4 files with PyAV.
 
 :func:`write_mp4` encodes H.264 (libx264, yuv420p) when the local FFmpeg build has it and falls
-back to MPEG-4 Part 2 otherwise. The file is written to a temporary name in the destination folder
+back to MPEG-4 Part 2 otherwise. :func:`write_lossless_mp4` writes RGB H.264 at quantizer 0 (else
+PNG-in-mp4): the file decodes to exactly the frames given, for codecs whose metrics need exact
+colours (``lossless_output``). The file is written to a temporary name in the destination folder
 and moved into place with :func:`os.replace`, so an interrupted run never leaves a truncated mp4
 under the final name. PyAV is imported lazily inside the functions.
 """
@@ -10,15 +12,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import MVS2VError
+from ..utils import atomic_write
 
-__all__ = ["write_mp4", "read_video"]
+__all__ = ["write_mp4", "write_lossless_mp4", "read_video", "video_pixel_format"]
 
 
 def _import_av() -> Any:
@@ -172,3 +177,56 @@ def read_video(path: str | os.PathLike) -> torch.Tensor:
     if not frames:
         raise MVS2VError(f"'{p}' contains no decodable frames.")
     return torch.stack(frames)
+
+
+def write_lossless_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0) -> tuple[str, bool]:
+    """Write uint8 RGB frames ``[F, H, W, 3]`` to an mp4 that decodes to exactly the same frames.
+
+    Uses RGB H.264 at quantizer 0 (``libx264rgb``), else PNG-in-mp4, both lossless and readable by
+    PyAV / FFmpeg (and so by the trainer). Only when neither encoder exists does it fall back to
+    :func:`write_mp4` (lossy yuv420p, with a warning).
+
+    Returns:
+        ``(codec name, lossless)``.
+    """
+    av = _import_av()
+    data = np.ascontiguousarray(frames, dtype=np.uint8)
+    if data.ndim != 4 or data.shape[-1] != 3 or 0 in data.shape:
+        raise MVS2VError(f"write_lossless_mp4 expects uint8 frames [F, H, W, 3], got {data.shape}")
+    out = Path(path)
+    for codec, options in (("libx264rgb", {"qp": "0", "preset": "veryfast"}), ("png", {})):
+        if codec not in av.codecs_available:
+            continue
+        try:
+            with atomic_write(out, suffix=".mp4") as tmp:
+                container = av.open(str(tmp), mode="w", format="mp4")
+                try:
+                    stream = container.add_stream(codec, rate=Fraction(float(fps)).limit_denominator(1001))
+                    stream.width, stream.height = int(data.shape[2]), int(data.shape[1])
+                    stream.pix_fmt = "rgb24"
+                    stream.options = options
+                    for frame in data:
+                        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                            container.mux(packet)
+                    for packet in stream.encode():
+                        container.mux(packet)
+                finally:
+                    container.close()
+            return codec, True
+        except MVS2VError:
+            raise
+        except Exception:  # this build's encoder refused; try the next one
+            continue
+    warnings.warn("neither libx264rgb nor png encoders exist in this PyAV build: the videos are written "
+                  "lossy (yuv420p); ground-truth metrics still use exact re-rendered frames", stacklevel=2)
+    write_mp4(data, out, fps=fps)
+    return "lossy", False
+
+
+def video_pixel_format(path: str | os.PathLike) -> str | None:
+    """The pixel format of a video file's first stream (``rgb24``, ``yuv420p``...), or None if unknown."""
+    try:
+        with _import_av().open(str(path)) as container:
+            return str(container.streams.video[0].codec_context.pix_fmt)
+    except Exception:
+        return None

@@ -48,13 +48,15 @@ def load_vision_encoder(path: str | os.PathLike, device: str | torch.device = "c
                         dtype: torch.dtype = torch.float32) -> VisionEncoder:
     """Load a transformers CLIP or SigLIP vision model from a local folder (safetensors only).
 
-    A toy vision-encoder folder (see :mod:`mvs2v_core.toy.vision`) loads the toy patch encoder.
+    A folder declaring another encoder kind (:mod:`~mvs2v_core.pipeline.components`; e.g. the toy
+    world's patch encoder) loads with the loader registered for that kind.
     """
     p = Path(path)
-    from ..toy.vision import is_toy_vision_encoder, load_toy_vision_encoder
+    from .components import find_component
 
-    if is_toy_vision_encoder(p):
-        return load_toy_vision_encoder(p)  # type: ignore[return-value]
+    kind = find_component(p, "vision_encoder")
+    if kind is not None:
+        return kind.loader(p, device=device, dtype=dtype)
     if not (p / "config.json").is_file():
         raise CheckpointError(
             f"{p} is not a vision-model folder: it needs config.json and model.safetensors "

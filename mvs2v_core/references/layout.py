@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from ..errors import MVS2VError
+from .settings import EmptySlotMode, parse_option
 
 VIEW_LABELS: dict[str, float] = {"front": 0.0, "left": 90.0, "back": 180.0, "right": 270.0}
-EMPTY_SLOT_MODES = ("proxy", "gray", "drop")
 
 
 def parse_view_label(value: str | float | int | None) -> float | None:
@@ -131,10 +131,9 @@ class ReferenceLayout:
         """Per slot, in token order: the slot index within its subject (selects a proxy token)."""
         return [k for _ in range(self.num_subjects) for k in range(self.slots_per_subject)]
 
-    def kept_slots(self, empty_slot_mode: str) -> list[int]:
+    def kept_slots(self, empty_slot_mode: EmptySlotMode | str) -> list[int]:
         """Slot indices (token order) that produce tokens: all of them, except empty ones under ``drop``."""
-        check_empty_slot_mode(empty_slot_mode)
-        if empty_slot_mode == "drop":
+        if parse_option(EmptySlotMode, empty_slot_mode, "empty-slot mode") == EmptySlotMode.DROP:
             return [i for i, f in enumerate(self.filled) if f]
         return list(range(self.num_slots))
 
@@ -233,11 +232,6 @@ def _assign_slots(yaws: list[float | None], k: int, name: str) -> list[int]:
             free.remove(s)
     return [int(s) for s in slot_of]  # type: ignore[arg-type]
 
-
-def check_empty_slot_mode(mode: str) -> str:
-    if mode not in EMPTY_SLOT_MODES:
-        raise MVS2VError(f"empty-slot mode {mode!r} is unknown: use one of {', '.join(EMPTY_SLOT_MODES)}")
-    return mode
 
 
 def iter_slot_yaws(layout: ReferenceLayout) -> Iterable[float]:

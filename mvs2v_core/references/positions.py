@@ -50,122 +50,21 @@ distances, and a Wan 2.1 / 2.2-A14B clip (81 frames -> 21 latent frames) spans a
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import torch
 
 from ..errors import MVS2VError
-from .layout import ReferenceLayout, check_empty_slot_mode
-
-SCHEMES = ("vanilla", "ts", "ss", "jump")
-PLACEMENTS = ("after", "before")
-
-DEFAULT_GAP = 8.0
-DEFAULT_REF_GAP = 9.0
-DEFAULT_IDENTITY_GAP = 24.0
-
-# Which fields change the ids of each scheme (used by :meth:`PositionScheme.canonical`).
-_RELEVANT: dict[str, tuple[str, ...]] = {
-    "vanilla": (),
-    "ts": ("gap",),
-    "ss": ("gap",),
-    "jump": ("ref_gap", "identity_gap", "placement"),
-}
+from .layout import ReferenceLayout
+from .settings import (
+    EmptySlotMode,
+    Placement,
+    PositionScheme,
+    SchemeName,
+    parse_option,
+)
 
 Grid = tuple[int, int, int]
-
-
-def _check_gap(label: str, value: Any) -> float:
-    """A gap must be a finite number >= 0 (ints, floats and numeric strings from metadata)."""
-    if isinstance(value, bool):
-        raise MVS2VError(f"position scheme {label} must be a number >= 0, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise MVS2VError(
-            f"position scheme {label} must be a number >= 0 (an empty-index count such as 8), got {value!r}"
-        ) from None
-    if not math.isfinite(number):
-        raise MVS2VError(f"position scheme {label} must be a finite number >= 0, got {value!r}")
-    if number < 0:
-        raise MVS2VError(
-            f"position scheme {label} is {value!r} but it must be >= 0: a negative gap would make "
-            f"references overlap each other or the video; use 0 for no gap"
-        )
-    return number
-
-
-@dataclass(frozen=True)
-class PositionScheme:
-    """How reference slots are placed in RoPE position space.
-
-    Attributes:
-        name: one of :data:`SCHEMES` (``vanilla``, ``ts``, ``ss``, ``jump``).
-        gap: ts / ss: empty t indices between the video and the first subject and between subjects.
-        ref_gap: jump: empty t indices between the whole reference block and the video.
-        identity_gap: jump: empty t indices between the blocks of two consecutive subjects.
-        placement: jump: references ``"after"`` the video (positive t) or ``"before"`` it (negative t).
-
-    Fields a scheme does not use are kept (and stored in metadata) but do not change its ids;
-    :meth:`canonical` resets them so schemes that give the same ids compare equal.
-    """
-
-    name: str = "vanilla"
-    gap: float = DEFAULT_GAP
-    ref_gap: float = DEFAULT_REF_GAP
-    identity_gap: float = DEFAULT_IDENTITY_GAP
-    placement: str = "after"
-
-    def __post_init__(self) -> None:
-        name = self.name.strip().lower() if isinstance(self.name, str) else self.name
-        if name not in SCHEMES:
-            raise MVS2VError(
-                f"position scheme {self.name!r} is unknown: use one of {', '.join(SCHEMES)} "
-                "(vanilla = Phantom, ts = MV-S2V TS-RoPE, ss = spatial shift, jump = HarmoView Jump-RoPE)"
-            )
-        placement = self.placement.strip().lower() if isinstance(self.placement, str) else self.placement
-        if placement not in PLACEMENTS:
-            raise MVS2VError(
-                f"position scheme placement {self.placement!r} is unknown: use 'after' (references "
-                "follow the video on the t axis) or 'before' (references precede it at negative t)"
-            )
-        # Frozen dataclass: normalise through object.__setattr__ so equality / metadata are stable.
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "placement", placement)
-        object.__setattr__(self, "gap", _check_gap("gap", self.gap))
-        object.__setattr__(self, "ref_gap", _check_gap("ref_gap", self.ref_gap))
-        object.__setattr__(self, "identity_gap", _check_gap("identity_gap", self.identity_gap))
-
-    def to_dict(self) -> dict:
-        """All fields as plain JSON types (for adapter metadata)."""
-        return {
-            "name": self.name,
-            "gap": self.gap,
-            "ref_gap": self.ref_gap,
-            "identity_gap": self.identity_gap,
-            "placement": self.placement,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PositionScheme":
-        """Inverse of :meth:`to_dict`; missing keys take the defaults, unknown keys are an error."""
-        if not isinstance(d, Mapping):
-            raise MVS2VError(f"a position scheme must be a mapping such as {{'name': 'ts'}}, got {d!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise MVS2VError(
-                f"position scheme has unknown key(s) {', '.join(map(repr, unknown))}: the known keys are "
-                f"{', '.join(sorted(known))}; the file may come from a newer mvs2v version, update mvs2v"
-            )
-        return cls(**dict(d))
-
-    def canonical(self) -> "PositionScheme":
-        """The same scheme with the fields it ignores reset to their defaults."""
-        kept = {k: getattr(self, k) for k in _RELEVANT[self.name]}
-        return PositionScheme(name=self.name, **kept)
 
 
 # ---- per-slot placement (the core of each scheme) ------------------------------------------------
@@ -184,19 +83,19 @@ def slot_time_index(num_video_frames: int, layout: ReferenceLayout, scheme: Posi
     """
     f = _check_frames(num_video_frames)
     n, k = layout.num_subjects, layout.slots_per_subject
-    if scheme.name == "vanilla":
+    if scheme.name == SchemeName.VANILLA:
         return [float(f + i) for i in range(n * k)]
-    if scheme.name == "ss":
+    if scheme.name == SchemeName.SS:
         # One t per subject; views are told apart by the w shift (see slot_w_offset).
         return [f + scheme.gap + j * (1 + scheme.gap) for j in range(n) for _ in range(k)]
     # ts and jump: each subject is a block of K adjacent t, blocks separated by a fixed gap. Slot
     # t = start_j + k with start_j computed first, so views of a subject are exactly adjacent even
     # with fractional gaps (no rounding drift between views).
-    between = scheme.gap if scheme.name == "ts" else scheme.identity_gap
+    between = scheme.gap if scheme.name == SchemeName.TS else scheme.identity_gap
     rel = [j * (k + between) for j in range(n)]  # subject starts, relative to the first one
-    if scheme.name == "ts":
+    if scheme.name == SchemeName.TS:
         first = f + scheme.gap
-    elif scheme.placement == "after":
+    elif scheme.placement == Placement.AFTER:
         first = f + scheme.ref_gap
     else:
         # The last slot lands at -1 - ref_gap, leaving ref_gap empty indices before video t = 0.
@@ -214,7 +113,7 @@ def slot_w_offset(width: int, layout: ReferenceLayout, scheme: PositionScheme) -
     Args:
         width: W, the grid width in patches.
     """
-    if scheme.name != "ss":
+    if scheme.name != SchemeName.SS:
         return [0.0] * layout.num_slots
     return [float(v * width) for _ in range(layout.num_subjects) for v in range(layout.slots_per_subject)]
 
@@ -276,7 +175,7 @@ def reference_position_ids(
     grid: Sequence[int],
     layout: ReferenceLayout,
     scheme: PositionScheme,
-    empty_slot_mode: str = "proxy",
+    empty_slot_mode: EmptySlotMode | str = EmptySlotMode.GRAY,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Positions of the reference tokens.
@@ -311,7 +210,7 @@ def build_position_ids(
     grid: Sequence[int],
     layout: ReferenceLayout | None,
     scheme: PositionScheme,
-    empty_slot_mode: str = "proxy",
+    empty_slot_mode: EmptySlotMode | str = EmptySlotMode.GRAY,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """All position ids of the DiT sequence.
@@ -320,7 +219,7 @@ def build_position_ids(
         ``[L, 3]`` float32 with ``L = F*H*W + n_kept_slots*H*W``: video rows then reference rows.
         There is no batch dimension: every sample in a batch shares these ids.
     """
-    check_empty_slot_mode(empty_slot_mode)
+    empty_slot_mode = parse_option(EmptySlotMode, empty_slot_mode, "empty-slot mode")
     video = video_position_ids(grid, device=device)
     if layout is None:
         return video
@@ -328,12 +227,7 @@ def build_position_ids(
 
 
 __all__ = [
-    "SCHEMES",
-    "PLACEMENTS",
-    "DEFAULT_GAP",
-    "DEFAULT_REF_GAP",
-    "DEFAULT_IDENTITY_GAP",
-    "PositionScheme",
+    "PositionScheme",  # defined in .settings, with the other reference settings
     "slot_time_index",
     "slot_w_offset",
     "slot_positions",

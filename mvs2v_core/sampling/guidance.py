@@ -144,6 +144,15 @@ class CFGGuidance(Guidance):
         return out
 
 
+def phantom_weights(ref_scale: float, text_scale: float) -> tuple[float, float, float]:
+    """Weights of Phantom's passes (no refs + negative, refs + negative, refs + prompt).
+
+    ``a + ref_scale*(b - a) + text_scale*(c - b)`` = ``(1 - ref_scale)*a + (ref_scale - text_scale)*b
+    + text_scale*c``: the weights always sum to 1.
+    """
+    return (1.0 - ref_scale, ref_scale - text_scale, text_scale)
+
+
 @dataclass
 class PhantomGuidance(Guidance):
     """Phantom-style three-pass guidance with separate reference and text scales.
@@ -180,8 +189,8 @@ class PhantomGuidance(Guidance):
                 setattr(self, name, _check_condition(name, value))
 
     def weights(self) -> tuple[float, float, float]:
-        """Weights of passes (a, b, c): ``(1 - ref_scale, ref_scale - text_scale, text_scale)``."""
-        return (1.0 - self.ref_scale, self.ref_scale - self.text_scale, self.text_scale)
+        """Weights of passes (a, b, c); see :func:`phantom_weights`."""
+        return phantom_weights(self.ref_scale, self.text_scale)
 
     def terms(self) -> list[tuple[float, Condition]]:
         conds = (self.no_ref_neg, self.ref_neg, self.ref_text)

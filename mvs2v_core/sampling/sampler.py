@@ -95,54 +95,12 @@ def sample(
     Returns:
         Tensor[B, ...] the final latent (x0 when the schedule ends at 0), float32 (float64 for float64 noise).
     """
-    if not callable(model_fn):
-        raise MVS2VError("model_fn must be callable as model_fn(x, t, cond) -> velocity.")
-    if not isinstance(noise, Tensor) or noise.dim() < 1 or not noise.is_floating_point():
-        raise MVS2VError("noise must be a floating-point Tensor[B, ...]; create it with make_noise(shape, seed).")
-    if not isinstance(guidance, Guidance):
-        raise MVS2VError(
-            f"guidance must be a Guidance object (NoGuidance, CFGGuidance, PhantomGuidance), got "
-            f"{type(guidance).__name__}."
-        )
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise MVS2VError(f"steps must be an integer >= 1, got {steps!r}. Use e.g. steps=30.")
-    if callback is not None and not callable(callback):
-        raise MVS2VError("callback must be callable (it receives a dict per step) or None.")
-
-    if sigmas is None:
-        sched = flow_sigmas(steps, shift, sigma_max=sigma_max, denoise=denoise)
-    else:
-        sched = validate_sigmas(sigmas)
-        if sched.numel() != steps + 1:
-            raise MVS2VError(
-                f"sigmas has {sched.numel()} values but steps={steps}; a schedule needs steps + 1 values. "
-                f"Pass steps={sched.numel() - 1} or a matching schedule."
-            )
-
-    if isinstance(solver, Solver):
-        solv = solver
-    elif isinstance(solver, str):
-        solv = get_solver(solver)
-    else:
-        raise MVS2VError(f"solver must be a name ({', '.join(sorted(SOLVERS))}) or a Solver instance.")
+    _check_inputs(model_fn, noise, guidance, steps, callback)
+    sched = _schedule(steps, shift, sigmas, sigma_max, denoise)
+    solv = _solver(solver)
     solv.reset(sched)
-
     work_dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
-    x = noise.to(work_dtype)
-    sigma0 = float(sched[0])
-    if init_latent is not None:
-        if init_latent.shape != noise.shape:
-            raise MVS2VError(
-                f"init_latent shape {tuple(init_latent.shape)} does not match noise shape {tuple(noise.shape)}."
-            )
-        x = (1.0 - sigma0) * init_latent.to(device=x.device, dtype=work_dtype) + sigma0 * x
-    elif sigma0 < 1.0 - 1e-3:
-        # starting part-way from pure noise would feed the model off-distribution inputs
-        raise MVS2VError(
-            f"The schedule starts at sigma={sigma0:.4f} < 1 (denoise < 1 or custom sigmas) but no init_latent "
-            "was given. Pass init_latent=<the latent to refine> or use denoise=1.0."
-        )
-
+    x = _start(noise.to(work_dtype), float(sched[0]), init_latent)
     batch = x.shape[0]
 
     def velocity_fn(xc: Tensor, sigma: float) -> Tensor:
@@ -161,16 +119,8 @@ def sample(
         out = solv.step(i, x, velocity_fn)
         x = out.x
         if callback is not None:
-            callback(
-                {
-                    "step": i,
-                    "total_steps": total,
-                    "sigma": solv.sigmas[i],
-                    "sigma_next": solv.sigmas[i + 1],
-                    "x": x,
-                    "denoised": out.denoised,
-                }
-            )
+            callback({"step": i, "total_steps": total, "sigma": solv.sigmas[i], "sigma_next": solv.sigmas[i + 1],
+                      "x": x, "denoised": out.denoised})
     # one host sync at the end, not per step
     if x.numel() and not bool(torch.isfinite(x).all()):
         raise MVS2VError(
@@ -178,3 +128,59 @@ def sample(
             "fp16) and the guidance scales."
         )
     return x
+
+
+def _check_inputs(model_fn: ModelFn, noise: Tensor, guidance: Guidance, steps: int,
+                  callback: StepCallback | None) -> None:
+    if not callable(model_fn):
+        raise MVS2VError("model_fn must be callable as model_fn(x, t, cond) -> velocity.")
+    if not isinstance(noise, Tensor) or noise.dim() < 1 or not noise.is_floating_point():
+        raise MVS2VError("noise must be a floating-point Tensor[B, ...]; create it with make_noise(shape, seed).")
+    if not isinstance(guidance, Guidance):
+        raise MVS2VError(
+            f"guidance must be a Guidance object (NoGuidance, CFGGuidance, PhantomGuidance), got "
+            f"{type(guidance).__name__}."
+        )
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise MVS2VError(f"steps must be an integer >= 1, got {steps!r}. Use e.g. steps=30.")
+    if callback is not None and not callable(callback):
+        raise MVS2VError("callback must be callable (it receives a dict per step) or None.")
+
+
+def _schedule(steps: int, shift: float, sigmas: Tensor | Sequence[float] | None, sigma_max: float,
+              denoise: float) -> Tensor:
+    """The sigma schedule ``[steps + 1]``: Wan's shifted one, or the given one checked."""
+    if sigmas is None:
+        return flow_sigmas(steps, shift, sigma_max=sigma_max, denoise=denoise)
+    sched = validate_sigmas(sigmas)
+    if sched.numel() != steps + 1:
+        raise MVS2VError(
+            f"sigmas has {sched.numel()} values but steps={steps}; a schedule needs steps + 1 values. "
+            f"Pass steps={sched.numel() - 1} or a matching schedule."
+        )
+    return sched
+
+
+def _solver(solver: str | Solver) -> Solver:
+    if isinstance(solver, Solver):
+        return solver
+    if isinstance(solver, str):
+        return get_solver(solver)
+    raise MVS2VError(f"solver must be a name ({', '.join(sorted(SOLVERS))}) or a Solver instance.")
+
+
+def _start(noise: Tensor, sigma0: float, init_latent: Tensor | None) -> Tensor:
+    """The latent at the schedule's first sigma: pure noise, or noise mixed into ``init_latent``."""
+    if init_latent is not None:
+        if init_latent.shape != noise.shape:
+            raise MVS2VError(
+                f"init_latent shape {tuple(init_latent.shape)} does not match noise shape {tuple(noise.shape)}."
+            )
+        return (1.0 - sigma0) * init_latent.to(device=noise.device, dtype=noise.dtype) + sigma0 * noise
+    if sigma0 < 1.0 - 1e-3:
+        # starting part-way from pure noise would feed the model off-distribution inputs
+        raise MVS2VError(
+            f"The schedule starts at sigma={sigma0:.4f} < 1 (denoise < 1 or custom sigmas) but no init_latent "
+            "was given. Pass init_latent=<the latent to refine> or use denoise=1.0."
+        )
+    return noise

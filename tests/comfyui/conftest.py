@@ -86,14 +86,15 @@ def write_test_adapter(path: Path) -> None:
         lora_state_dict,
         save_adapter,
     )
+    from mvs2v_core.references.settings import PositionScheme, ReferenceSettings
 
     gen = torch.Generator().manual_seed(7)
     lora = {f"blocks.{i}.self_attn.q": (torch.randn(4, 128, generator=gen) * 0.05,
                                         torch.randn(128, 4, generator=gen) * 0.05, 4.0) for i in range(2)}
     meta = AdapterMetadata(
         base_family="tiny-test", model_dim=128, text_dim=4096, in_dim=16, num_layers=2,
-        position_scheme={"name": "jump", "ref_gap": 9, "identity_gap": 24, "placement": "after"},
-        slots_per_subject=4, empty_slot_mode="proxy", mfi_in_dim=TINY_VISION_WIDTH,
+        references=ReferenceSettings(4, PositionScheme("jump", ref_gap=9, identity_gap=24), "proxy"),
+        mfi_in_dim=TINY_VISION_WIDTH,
         lora=LoraSpec(rank=4, alpha=4.0, targets=("self_attn.q",)),
     )
     adapter = Adapter(
@@ -123,7 +124,7 @@ def four_view_prompt_nodes(size: int, frames: int) -> dict:
     return p
 
 def write_reference_images(input_dir: Path, size: int) -> None:
-    from mvs2v_core.pipeline.demo import draw_view
+    from mvs2v_toy.demo import draw_view
 
     for view in ("front", "left", "back", "right"):
         # Opaque views at exactly the video size (letterboxing is then the identity, as Phantom's resize).

@@ -32,6 +32,7 @@ def main() -> None:
     layout_m = importlib.import_module(f"{pack_name}.mvs2v_core.references.layout")
     pos_m = importlib.import_module(f"{pack_name}.mvs2v_core.references.positions")
     cond_m = importlib.import_module(f"{pack_name}.mvs2v_core.references.conditioning")
+    settings_m = importlib.import_module(f"{pack_name}.mvs2v_core.references.settings")
     assert pack is not None
 
     native = comfy.sd.load_diffusion_model(dit_file)  # ComfyUI's own loader and model detection
@@ -62,7 +63,8 @@ def main() -> None:
     with torch.no_grad():
         for name, scheme_name, kw, mode, ref_t, t_kind in cases:
             scheme = pos_m.PositionScheme(scheme_name, **kw)
-            injection = patch.ReferenceInjection(latents, layout, scheme, mode, proxy if mode == "proxy" else None, ref_t)
+            settings = settings_m.ReferenceSettings(layout.slots_per_subject, scheme, mode, ref_t)
+            injection = patch.ReferenceInjection(latents, layout, settings, proxy if mode == "proxy" else None)
             patched = compat.set_reference_wrapper(native, injection)
             options = {"wrappers": comfy.patcher_extension.copy_nested_dicts(patched.wrappers)}
             if t_kind == "per_sample":
@@ -72,13 +74,14 @@ def main() -> None:
                 t_native = torch.tensor([[900.0, 640.0, 250.0], [500.0, 500.0, 120.0]])
                 t_core = t_native.repeat_interleave((h // 2) * (w // 2), dim=1)
             v_native = dm(x, t_native, context, transformer_options=options).float()
-            refs = cond_m.ReferenceConditioning(latents.expand(b, -1, -1, -1, -1), layout, scheme, mode,
-                                                proxy if mode == "proxy" else None, ref_t)
+            refs = cond_m.ReferenceConditioning(latents.expand(b, -1, -1, -1, -1), layout, settings,
+                                                proxy if mode == "proxy" else None)
             v_core = ours(x, t_core, context, refs=refs).float()
             assert v_native.shape == v_core.shape == x.shape, (v_native.shape, v_core.shape)
             results[name] = float((v_native - v_core).abs().max())
         plain = dm(x, torch.tensor([700.0, 350.5]), context, transformer_options={}).float()
-        injection = patch.ReferenceInjection(latents, layout, pos_m.PositionScheme("vanilla"), "gray", None, "same")
+        vanilla = settings_m.ReferenceSettings(layout.slots_per_subject, pos_m.PositionScheme("vanilla"), "gray", "same")
+        injection = patch.ReferenceInjection(latents, layout, vanilla, None)
         patched = compat.set_reference_wrapper(native, injection)
         with_refs = dm(x, torch.tensor([700.0, 350.5]), context,
                        transformer_options={"wrappers": comfy.patcher_extension.copy_nested_dicts(patched.wrappers)}).float()

@@ -111,13 +111,14 @@ def core(comfy_server, run):
     from mvs2v_core.references.conditioning import ReferenceConditioning
     from mvs2v_core.references.layout import ReferenceLayout
     from mvs2v_core.references.positions import PositionScheme
+    from mvs2v_core.references.settings import ReferenceSettings
     from mvs2v_core.sampling.guidance import PhantomGuidance
     from mvs2v_core.sampling.sampler import make_noise, sample
 
     folder = comfy_server.base / "models" / "diffusion_models"
     experts = {"high": load_dit(folder / DIT_WAN22_A14B_HIGH), "low": load_dit(folder / DIT_WAN22_A14B_LOW)}
     layout = ReferenceLayout.build([["front", "left", "back", "right"]], 4, names=["box"])
-    scheme = PositionScheme("ts", gap=GAP)
+    settings = ReferenceSettings(4, PositionScheme("ts", gap=GAP), "gray", "same")
     inputs = run["inputs_high"]
     refs = inputs["ref_latents"]
     one, zero = torch.ones(1), torch.zeros(1)
@@ -132,7 +133,7 @@ def core(comfy_server, run):
             ref_cond = None
             if expert == "high" or low_refs:  # the no-reference pass: zero reference latents (gate 0)
                 latents = refs.expand(b, -1, -1, -1, -1) * cond["gate"].view(b, 1, 1, 1, 1)
-                ref_cond = ReferenceConditioning(latents, layout, scheme, "gray", None, "same")
+                ref_cond = ReferenceConditioning(latents, layout, settings)
             return experts[expert](x, t, cond["context"], refs=ref_cond)
 
         with torch.no_grad():

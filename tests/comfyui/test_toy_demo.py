@@ -1,7 +1,7 @@
 """workflows/d_toy_demo runs `mvs2v demo` inside ComfyUI: same frames, same metrics.
 
 The API workflow runs unchanged (the bundled toy model, its own settings, full steps); its saved
-lossless animated WebP is compared with the video of ``mvs2v_core.pipeline.demo.run_demo`` for the
+lossless animated WebP is compared with the video of ``mvs2v_toy.demo.run_demo`` for the
 same scene and seed, and the Toy Evaluate node's metrics with the demo's ``demo.json``.
 
 ComfyUI's Save Animated WEBP turns frames into 8 bits by truncation (``np.uint8(255 * x)``) where
@@ -37,8 +37,8 @@ def read_animation(path) -> np.ndarray:
 @pytest.mark.parametrize("scene", [None, 2], ids=["as_shipped", "two_objects_6_steps"])
 def test_toy_demo_workflow_reproduces_the_cli_demo(comfy_server, tmp_path, scene):
     """As shipped (scene 0, the model's own steps), and held-out scene 2 (two objects) with 6 steps."""
-    from mvs2v_core.pipeline.demo import run_demo
     from mvs2v_core.pipeline.video_io import read_video
+    from mvs2v_toy.demo import run_demo
 
     api = json.loads(WORKFLOW.read_text())
     by_type = {node["class_type"]: node["inputs"] for node in api.values()}

@@ -14,6 +14,10 @@ It is written into ``.step_00000100.partial`` and renamed into place only when c
 ``latest`` file is replaced atomically afterwards, so a crash at any moment leaves the previous
 checkpoint usable. Optimizer state is keyed by parameter *name*, so a checkpoint loads into a model
 built again from the same config regardless of parameter order.
+
+Version 2 names the LoRA matrices as peft does (``dit.<path>.lora_A.default.weight``); version 1, from
+the trainer's earlier hand-written LoRA layers, named them ``dit.<path>.lora_A``. Reading renames
+version-1 names, so a run started before the switch resumes (and exports) unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -32,9 +37,18 @@ from safetensors import safe_open
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.utils import atomic_write, save_safetensors_atomic
 
+from .lora import ADAPTER_NAME
+
 FORMAT = "mvs2v-train-checkpoint"
-VERSION = 1
+VERSION = 2
 LATEST = "latest"
+_V1_LORA_NAME = re.compile(r"^(?P<path>dit\..+)\.(?P<part>lora_A|lora_B)$")
+
+
+def _current_name(name: str) -> str:
+    """A parameter name as this version writes it: version 1's ``dit.<path>.lora_A`` becomes
+    ``dit.<path>.lora_A.default.weight``; every other name is unchanged."""
+    return _V1_LORA_NAME.sub(rf"\g<path>.\g<part>.{ADAPTER_NAME}.weight", name)
 
 
 def checkpoint_name(step: int) -> str:
@@ -262,12 +276,23 @@ def read_trainer_state(path: Path) -> dict:
 
 
 def read_trainable(path: Path) -> dict[str, torch.Tensor]:
-    return _read_safetensors(path / "trainable.safetensors")
+    return {_current_name(k): t for k, t in _read_safetensors(path / "trainable.safetensors").items()}
+
+
+def _state_key(key: str) -> str:
+    """``state/<parameter name>/<field>`` with the parameter name in its current form."""
+    head, name_field = key.split("/", 1)
+    name, field = name_field.rsplit("/", 1)
+    return f"{head}/{_current_name(name)}/{field}"
 
 
 def read_optimizer(path: Path, names: list[list[str]], keyed_by_name: bool = False) -> dict:
     meta = json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
-    return optimizer_state_from_files(_read_safetensors(path / "optimizer.safetensors"), meta, names, keyed_by_name)
+    for group in meta["param_groups"]:
+        group["params"] = [_current_name(n) for n in group["params"]]
+    meta["scalars"] = {_current_name(n): v for n, v in meta["scalars"].items()}
+    tensors = {_state_key(k): t for k, t in _read_safetensors(path / "optimizer.safetensors").items()}
+    return optimizer_state_from_files(tensors, meta, names, keyed_by_name)
 
 
 def restore_rank_rng(path: Path, rank: int) -> bool:

@@ -1,27 +1,38 @@
-"""The trainer's TOML configuration: one dataclass per section, every key checked.
+"""The trainer's TOML configuration: one pydantic model per table, every key checked.
 
-A config file has the sections ``[model]``, ``[references]``, ``[data]``, ``[augment]``,
-``[train]``, ``[timesteps]``, ``[trainable]``, ``[lora]``, ``[checkpoint]``, ``[logging]``,
-``[validation]`` and one ``[[stages]]`` table per curriculum stage (see ``train/configs/`` for
-commented examples). Relative paths are resolved from the config file's folder. An unknown key, a
-wrong type or an out-of-range value is a :class:`ConfigError` that names the key and the fix, so a
-typo never silently falls back to a default.
+A config file has the tables ``[model]``, ``[references]``, ``[data]``, ``[augment]``, ``[train]``,
+``[timesteps]``, ``[trainable]``, ``[lora]``, ``[checkpoint]``, ``[logging]``, ``[validation]`` and
+one ``[[stages]]`` table per curriculum stage (see ``train/configs/`` for commented examples).
+Relative paths are resolved from the config file's folder.
+
+Validation is pydantic v2 in strict mode (``"3"`` is not an integer, ``1`` is not ``true``), so a
+typo never silently falls back to a default. Every problem becomes one line of a
+:class:`ConfigError` that names the key as a dotted path (``stages[2].views``), the bad value and
+what is allowed. ``[references]`` is the trainer's spelling of
+:class:`~mvs2v_core.references.settings.ReferenceSettings`: its defaults, option enums and checks
+all come from that contract, and :meth:`ReferencesSection.settings` is how the trainer reads it.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
-import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Callable, Literal, Mapping, get_args
+
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from mvs2v_core.errors import MVS2VError
-from mvs2v_core.references.layout import EMPTY_SLOT_MODES, parse_view_label
-from mvs2v_core.references.positions import PLACEMENTS, SCHEMES, PositionScheme
+from mvs2v_core.references.layout import parse_view_label
+from mvs2v_core.references.settings import (DEFAULT_EMPTY_SLOT_MODE, DEFAULT_GAP, DEFAULT_IDENTITY_GAP,
+                                            DEFAULT_PLACEMENT, DEFAULT_REF_GAP, DEFAULT_REF_TIMESTEP, DEFAULT_SCHEME,
+                                            DEFAULT_SLOTS_PER_SUBJECT, EmptySlotMode, Placement, PositionScheme,
+                                            ReferenceSettings, RefTimestep, SchemeName)
+from mvs2v_core.sampling.solvers import SOLVERS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,19 +44,34 @@ else:  # pragma: no cover - Python 3.10
 
 
 class ConfigError(MVS2VError):
-    """A config file that cannot be used as written (the message names the key and the fix)."""
+    """A config file that cannot be used as written: one line per problem, naming the key and the fix."""
+
+    def __init__(self, *problems: str, source: str = "") -> None:
+        self.problems = list(problems)
+        if len(problems) == 1:
+            message = problems[0]
+        else:
+            where = f" in {source}" if source else ""
+            message = f"{len(problems)} problems{where}:\n" + "\n".join(f"  {p}" for p in problems)
+        super().__init__(message)
 
 
-VIEW_POLICIES = ("single", "single_or_full", "dropout", "full")
-TIMESTEP_SAMPLINGS = ("shifted", "logit_normal", "uniform")
-LOSS_WEIGHTINGS = ("none", "cosmap", "sigma_sqrt")
-LR_SCHEDULES = ("constant", "cosine", "linear")
-MIXED_PRECISIONS = ("no", "bf16", "fp16")
-DTYPES = ("fp32", "bf16", "fp16")
-SOLVERS = ("unipc", "euler", "heun")
-SINGLE_VIEW_CHOICES = ("frontal", "random")
-VIDEO_FORMATS = ("mp4", "webp")
-FRAME_STARTS = ("first", "center")
+ViewPolicy = Literal["single", "single_or_full", "dropout", "full"]
+TimestepSampling = Literal["shifted", "logit_normal", "uniform"]
+LossWeighting = Literal["none", "cosmap", "sigma_sqrt"]
+LrSchedule = Literal["constant", "cosine", "linear"]
+MixedPrecision = Literal["no", "bf16", "fp16"]
+Dtype = Literal["fp32", "bf16", "fp16"]
+SolverName = Literal[tuple(SOLVERS)]  # type: ignore[valid-type]  # the sampler's registry is the source
+SingleView = Literal["frontal", "random"]
+VideoFormat = Literal["mp4", "webp"]
+FrameStart = Literal["first", "center"]
+VIEW_POLICIES: tuple[str, ...] = get_args(ViewPolicy)
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Field(ge=1, le=10**9)]
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Scale = Annotated[float, Field(gt=0.0, le=1e6)]
 
 # The Wan DiT's nn.Linear modules a LoRA can target, by suffix.
 DEFAULT_LORA_TARGETS = (
@@ -55,11 +81,16 @@ DEFAULT_LORA_TARGETS = (
 )
 
 
-# ---- sections ------------------------------------------------------------------------------------
+class _Table(BaseModel):
+    """A TOML table: unknown keys, wrong types and NaN / inf are refused; values are frozen once read."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
-@dataclass
-class ModelSection:
+# ---- tables -------------------------------------------------------------------------------------
+
+
+class ModelSection(_Table):
     """``[model]``: the base DiT and the frozen encoders (local safetensors files/folders only).
 
     Attributes:
@@ -74,48 +105,78 @@ class ModelSection:
 
     dit: str = ""
     config: str = ""
-    dtype: str = "bf16"
+    dtype: Dtype = "bf16"
     vae: str = ""
     text_encoder: str = ""
     vision_encoder: str = ""
     init_adapter: str = ""
 
-    def check(self) -> None:
-        _choice("model.dtype", self.dtype, DTYPES)
-        if not self.dit:
-            raise ConfigError("model.dit is empty: set it to the base Wan DiT .safetensors file")
+
+# How each flat [references] key is checked by, and read back from, the one contract.
+_THROUGH_CONTRACT: dict[str, Callable[[Any], Any]] = {
+    "slots_per_subject": lambda v: ReferenceSettings(slots_per_subject=v).slots_per_subject,
+    "scheme": lambda v: PositionScheme(name=v).name,
+    "gap": lambda v: PositionScheme(gap=v).gap,
+    "ref_gap": lambda v: PositionScheme(ref_gap=v).ref_gap,
+    "identity_gap": lambda v: PositionScheme(identity_gap=v).identity_gap,
+    "placement": lambda v: PositionScheme(placement=v).placement,
+    "empty_slot_mode": lambda v: ReferenceSettings(empty_slot_mode=v).empty_slot_mode,
+    "ref_timestep": lambda v: ReferenceSettings(ref_timestep=v).ref_timestep,
+}
 
 
-@dataclass
-class ReferencesSection:
-    """``[references]``: slots, position scheme and empty-slot handling, exactly as at inference."""
+class ReferencesSection(_Table):
+    """``[references]``: the flat TOML spelling of :class:`ReferenceSettings`, exactly as at inference.
 
-    slots_per_subject: int = 4
-    scheme: str = "ts"
-    gap: float = 8.0
-    ref_gap: float = 9.0
-    identity_gap: float = 24.0
-    placement: str = "after"
-    empty_slot_mode: str = "proxy"
-    ref_timestep: str = "same"
+    Defaults, allowed values and checks are the contract's (``mvs2v_core.references.settings``);
+    the empty-slot mode defaults to ``gray`` there, so a config that trains proxy tokens says
+    ``empty_slot_mode = "proxy"``.
+    """
 
-    def check(self) -> None:
-        _int_range("references.slots_per_subject", self.slots_per_subject, 1, 64)
-        _choice("references.scheme", self.scheme, SCHEMES)
-        _choice("references.placement", self.placement, PLACEMENTS)
-        _choice("references.empty_slot_mode", self.empty_slot_mode, EMPTY_SLOT_MODES)
-        _choice("references.ref_timestep", self.ref_timestep, ("same", "zero"))
+    slots_per_subject: int = DEFAULT_SLOTS_PER_SUBJECT
+    scheme: SchemeName = DEFAULT_SCHEME
+    gap: float = DEFAULT_GAP
+    ref_gap: float = DEFAULT_REF_GAP
+    identity_gap: float = DEFAULT_IDENTITY_GAP
+    placement: Placement = DEFAULT_PLACEMENT
+    empty_slot_mode: EmptySlotMode = DEFAULT_EMPTY_SLOT_MODE
+    ref_timestep: RefTimestep = DEFAULT_REF_TIMESTEP
+
+    @field_validator("scheme", "placement", "empty_slot_mode", "ref_timestep", mode="before")
+    @classmethod
+    def _parse_option(cls, value: Any, info: ValidationInfo) -> Any:
+        """Options are parsed by the contract (its messages list the allowed values and their meaning)."""
+        return _contract_value(info.field_name, value)
+
+    @field_validator("slots_per_subject", "gap", "ref_gap", "identity_gap")
+    @classmethod
+    def _check_number(cls, value: Any, info: ValidationInfo) -> Any:
+        return _contract_value(info.field_name, value)
+
+    @model_validator(mode="after")
+    def _contract_accepts(self) -> "ReferencesSection":
         try:
-            self.position_scheme()
+            self.settings()
         except MVS2VError as e:
-            raise ConfigError(f"[references]: {e}") from None
+            raise ValueError(str(e)) from None
+        return self
 
     def position_scheme(self) -> PositionScheme:
         return PositionScheme(self.scheme, self.gap, self.ref_gap, self.identity_gap, self.placement)
 
+    def settings(self) -> ReferenceSettings:
+        """The table as the one reference-settings type that inference and the adapter use."""
+        return ReferenceSettings(self.slots_per_subject, self.position_scheme(), self.empty_slot_mode, self.ref_timestep)
 
-@dataclass
-class DataSection:
+
+def _contract_value(key: str, value: Any) -> Any:
+    try:
+        return _THROUGH_CONTRACT[key](value)
+    except MVS2VError as e:
+        raise ValueError(str(e)) from None
+
+
+class DataSection(_Table):
     """``[data]``: the manifest, the cache and how videos become latents.
 
     Attributes:
@@ -133,36 +194,33 @@ class DataSection:
 
     manifest: str = ""
     cache_dir: str = "cache"
-    resolutions: list = field(default_factory=lambda: [[832, 480]])
-    frames: int = 81
-    min_frames: int = 1
-    frame_stride: int = 1
-    frame_start: str = "first"
-    max_text_tokens: int = 512
-    cache_shard_items: int = 64
+    resolutions: list[Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=lambda: [[832, 480]], min_length=1)
+    frames: int = Field(81, ge=1, le=100000)
+    min_frames: int = Field(1, ge=1)
+    frame_stride: int = Field(1, ge=1, le=1000)
+    frame_start: FrameStart = "first"
+    max_text_tokens: int = Field(512, ge=1, le=100000)
+    cache_shard_items: int = Field(64, ge=1, le=100000)
 
-    def check(self) -> None:
-        if not self.manifest:
-            raise ConfigError("data.manifest is empty: set it to your JSONL manifest")
-        if not isinstance(self.resolutions, list) or not self.resolutions:
-            raise ConfigError("data.resolutions must be a list of [width, height] pairs, e.g. [[832, 480]]")
-        for r in self.resolutions:
-            if (not isinstance(r, list) or len(r) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                                   and v > 0 for v in r)):
-                raise ConfigError(f"data.resolutions entry {r!r} must be [width, height] with positive integers")
-        _int_range("data.frames", self.frames, 1, 100000)
-        if (self.frames - 1) % 4:
-            lo = (self.frames - 1) // 4 * 4 + 1
-            raise ConfigError(f"data.frames {self.frames} is not of the form 4n+1 the Wan VAE needs: use {lo} or {lo + 4}")
-        _int_range("data.min_frames", self.min_frames, 1, self.frames)
-        _int_range("data.frame_stride", self.frame_stride, 1, 1000)
-        _choice("data.frame_start", self.frame_start, FRAME_STARTS)
-        _int_range("data.max_text_tokens", self.max_text_tokens, 1, 100000)
-        _int_range("data.cache_shard_items", self.cache_shard_items, 1, 100000)
+    @field_validator("frames")
+    @classmethod
+    def _four_n_plus_one(cls, value: int) -> int:
+        if (value - 1) % 4:
+            lo = (value - 1) // 4 * 4 + 1
+            raise ValueError(f"{value} is not of the form 4n+1 the Wan VAE needs: use {lo} or {lo + 4}")
+        return value
+
+    @field_validator("min_frames")
+    @classmethod
+    def _at_most_frames(cls, value: int, info: ValidationInfo) -> int:
+        frames = info.data.get("frames")
+        if frames is not None and value > frames:
+            raise ValueError(f"{value} is more than data.frames ({frames}): use at most {frames}")
+        return value
 
 
-@dataclass
-class AugmentSection:
+class AugmentSection(_Table):
     """``[augment]``: reference augmentation against copy-paste (the model pasting a reference frame).
 
     Pixel augmentations are baked into ``variants`` cached versions of every view (variant 0 is the
@@ -184,65 +242,49 @@ class AugmentSection:
         caption_drop: probability of training on the empty prompt (the guidance's negative).
     """
 
-    variants: int = 4
-    crop: list = field(default_factory=lambda: [0.8, 1.0])
-    scale: list = field(default_factory=lambda: [0.75, 1.0])
-    brightness: float = 0.1
-    contrast: float = 0.1
-    saturation: float = 0.1
-    hue: float = 0.02
-    clean_prob: float = 0.25
-    shuffle_subjects: float = 0.5
-    shuffle_views: float = 0.5
-    subject_drop: float = 0.0
-    reference_drop: float = 0.05
-    caption_drop: float = 0.1
+    variants: int = Field(4, ge=1, le=64)
+    crop: list[float] = Field(default_factory=lambda: [0.8, 1.0])
+    scale: list[float] = Field(default_factory=lambda: [0.75, 1.0])
+    brightness: Probability = 0.1
+    contrast: Probability = 0.1
+    saturation: Probability = 0.1
+    hue: float = Field(0.02, ge=0.0, le=0.5)
+    clean_prob: Probability = 0.25
+    shuffle_subjects: Probability = 0.5
+    shuffle_views: Probability = 0.5
+    subject_drop: Probability = 0.0
+    reference_drop: Probability = 0.05
+    caption_drop: Probability = 0.1
 
-    def check(self) -> None:
-        _int_range("augment.variants", self.variants, 1, 64)
-        for name in ("crop", "scale"):
-            _unit_range(f"augment.{name}", getattr(self, name), positive=True)
-        for name in ("brightness", "contrast", "saturation"):
-            _float_range(f"augment.{name}", getattr(self, name), 0.0, 1.0)
-        _float_range("augment.hue", self.hue, 0.0, 0.5)
-        for name in ("clean_prob", "shuffle_subjects", "shuffle_views", "subject_drop", "reference_drop", "caption_drop"):
-            _float_range(f"augment.{name}", getattr(self, name), 0.0, 1.0)
+    @field_validator("crop", "scale")
+    @classmethod
+    def _unit_interval(cls, value: list[float]) -> list[float]:
+        if len(value) != 2 or not 0 < value[0] <= value[1] <= 1:
+            raise ValueError(f"must be [low, high] with 0 < low <= high <= 1, got {value!r}")
+        return value
 
     def pixel_params(self) -> dict:
         """What changes the cached variants (part of their cache key)."""
         return {k: getattr(self, k) for k in ("variants", "crop", "scale", "brightness", "contrast", "saturation", "hue")}
 
 
-@dataclass
-class TrainSection:
+class TrainSection(_Table):
     """``[train]``: run folder, batch, optimizer, precision."""
 
     output_dir: str = "runs/mvs2v"
-    seed: int = 0
-    batch_size: int = 1
-    gradient_accumulation_steps: int = 1
-    mixed_precision: str = "bf16"
+    seed: Seed = 0
+    batch_size: int = Field(1, ge=1, le=4096)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
+    mixed_precision: MixedPrecision = "bf16"
     gradient_checkpointing: bool = True
-    weight_decay: float = 0.0
-    betas: list = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    max_grad_norm: float = 1.0
-
-    def check(self) -> None:
-        _int_range("train.seed", self.seed, 0, 2**63 - 1)
-        _int_range("train.batch_size", self.batch_size, 1, 4096)
-        _int_range("train.gradient_accumulation_steps", self.gradient_accumulation_steps, 1, 4096)
-        _choice("train.mixed_precision", self.mixed_precision, MIXED_PRECISIONS)
-        _float_range("train.weight_decay", self.weight_decay, 0.0, 10.0)
-        if not (isinstance(self.betas, list) and len(self.betas) == 2
-                and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas)):
-            raise ConfigError(f"train.betas must be two numbers in [0, 1), e.g. [0.9, 0.999]; got {self.betas!r}")
-        _float_range("train.eps", self.eps, 0.0, 1.0, low_open=True)
-        _float_range("train.max_grad_norm", self.max_grad_norm, 0.0, 1e9)
+    weight_decay: float = Field(0.0, ge=0.0, le=10.0)
+    betas: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(default_factory=lambda: [0.9, 0.999],
+                                                               min_length=2, max_length=2)
+    eps: float = Field(1e-8, gt=0.0, le=1.0)
+    max_grad_norm: float = Field(1.0, ge=0.0, le=1e9)
 
 
-@dataclass
-class TimestepsSection:
+class TimestepsSection(_Table):
     """``[timesteps]``: how training noise levels are drawn; ``t = 1000 * sigma``.
 
     Attributes:
@@ -256,70 +298,58 @@ class TimestepsSection:
         weighting: per-sample loss weight: ``none``, ``cosmap`` or ``sigma_sqrt`` (1/sigma^2, capped).
     """
 
-    sampling: str = "shifted"
-    shift: float = 5.0
-    logit_mean: float = 0.0
-    logit_std: float = 1.0
-    min_timestep: float = 0.0
-    max_timestep: float = 1000.0
-    weighting: str = "none"
+    sampling: TimestepSampling = "shifted"
+    shift: float = Field(5.0, gt=0.0, le=1000.0)
+    logit_mean: float = Field(0.0, ge=-100.0, le=100.0)
+    logit_std: float = Field(1.0, gt=0.0, le=100.0)
+    min_timestep: float = Field(0.0, ge=0.0, le=1000.0)
+    max_timestep: float = Field(1000.0, ge=0.0, le=1000.0)
+    weighting: LossWeighting = "none"
 
-    def check(self) -> None:
-        _choice("timesteps.sampling", self.sampling, TIMESTEP_SAMPLINGS)
-        _choice("timesteps.weighting", self.weighting, LOSS_WEIGHTINGS)
-        _float_range("timesteps.shift", self.shift, 0.0, 1000.0, low_open=True)
-        _float_range("timesteps.logit_std", self.logit_std, 0.0, 100.0, low_open=True)
-        _float_range("timesteps.logit_mean", self.logit_mean, -100.0, 100.0)
-        _float_range("timesteps.min_timestep", self.min_timestep, 0.0, 1000.0)
-        _float_range("timesteps.max_timestep", self.max_timestep, 0.0, 1000.0)
-        if self.max_timestep - self.min_timestep < 1.0:
-            raise ConfigError(
-                f"timesteps.min_timestep {self.min_timestep} must be at least 1 below max_timestep {self.max_timestep}"
-            )
+    @field_validator("max_timestep")
+    @classmethod
+    def _above_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_timestep")
+        if low is not None and value - low < 1.0:
+            raise ValueError(f"{value} must be at least 1 above timesteps.min_timestep ({low})")
+        return value
 
 
-@dataclass
-class TrainableSection:
-    """``[trainable]``: which parts learn. The rest of the DiT stays frozen (unless ``full``)."""
+class TrainableSection(_Table):
+    """``[trainable]``: which parts learn. The rest of the DiT stays frozen (unless ``full``).
 
-    proxy: bool = True
+    ``proxy`` left out follows ``references.empty_slot_mode`` (true exactly in ``proxy`` mode);
+    :class:`TrainConfig` fills it in, so in a loaded config it is always a bool.
+    """
+
+    proxy: bool | None = None
     mfi: bool = False
     lora: bool = True
     full: bool = False
-    proxy_lr_scale: float = 1.0
-    mfi_lr_scale: float = 1.0
-    mfi_vit_dim: int = 0
+    proxy_lr_scale: Scale = 1.0
+    mfi_lr_scale: Scale = 1.0
+    mfi_vit_dim: int = Field(0, ge=0, le=1 << 20)
 
-    def check(self) -> None:
-        if self.full and self.lora:
-            raise ConfigError("trainable.full and trainable.lora are both true: a full fine-tune already trains "
-                              "every weight; set lora = false (or full = false for a LoRA)")
-        if not (self.proxy or self.mfi or self.lora or self.full):
-            raise ConfigError("[trainable] turns every part off: enable at least one of proxy, mfi, lora, full")
-        _float_range("trainable.proxy_lr_scale", self.proxy_lr_scale, 0.0, 1e6, low_open=True)
-        _float_range("trainable.mfi_lr_scale", self.mfi_lr_scale, 0.0, 1e6, low_open=True)
-        _int_range("trainable.mfi_vit_dim", self.mfi_vit_dim, 0, 1 << 20)
+    @field_validator("full")
+    @classmethod
+    def _not_with_lora(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("lora"):
+            raise ValueError("true together with trainable.lora: a full fine-tune already trains every weight; "
+                             "set lora = false (or full = false for a LoRA)")
+        return value
 
 
-@dataclass
-class LoraSection:
+class LoraSection(_Table):
     """``[lora]``: rank, alpha and the target nn.Linear modules (by name suffix, e.g. ``self_attn.q``)."""
 
-    rank: int = 32
-    alpha: float = 32.0
-    targets: list = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
-    dropout: float = 0.0
-
-    def check(self) -> None:
-        _int_range("lora.rank", self.rank, 1, 4096)
-        _float_range("lora.alpha", self.alpha, 0.0, 1e6, low_open=True)
-        _float_range("lora.dropout", self.dropout, 0.0, 0.99)
-        if not isinstance(self.targets, list) or not self.targets or not all(isinstance(t, str) and t for t in self.targets):
-            raise ConfigError("lora.targets must be a non-empty list of module names such as [\"self_attn.q\", \"ffn.0\"]")
+    rank: int = Field(32, ge=1, le=4096)
+    alpha: Scale = 32.0
+    targets: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+                                                              min_length=1)
+    dropout: float = Field(0.0, ge=0.0, le=0.99)
 
 
-@dataclass
-class StageFilter:
+class StageFilter(_Table):
     """``[stages.filter]``: which manifest samples a stage trains on.
 
     Attributes:
@@ -330,23 +360,13 @@ class StageFilter:
         tags: the row must have at least one of these tags (empty = any row).
     """
 
-    splits: list = field(default_factory=lambda: ["train"])
-    min_views: int = 1
+    splits: list[str] = Field(default_factory=lambda: ["train"], min_length=1)
+    min_views: int = Field(1, ge=1, le=64)
     min_quality: float | None = None
-    tags: list = field(default_factory=list)
-
-    def check(self, where: str) -> None:
-        if not isinstance(self.splits, list) or not all(isinstance(s, str) for s in self.splits) or not self.splits:
-            raise ConfigError(f"{where}.splits must be a non-empty list of split names, e.g. [\"train\"]")
-        _int_range(f"{where}.min_views", self.min_views, 1, 64)
-        if self.min_quality is not None and not isinstance(self.min_quality, (int, float)):
-            raise ConfigError(f"{where}.min_quality must be a number")
-        if not isinstance(self.tags, list) or not all(isinstance(t, str) for t in self.tags):
-            raise ConfigError(f"{where}.tags must be a list of strings (a sample needs at least one of them)")
+    tags: list[str] = Field(default_factory=list)
 
 
-@dataclass
-class StageSection:
+class StageSection(_Table):
     """One ``[[stages]]`` table: a Progressive View Curriculum stage.
 
     Attributes:
@@ -366,102 +386,76 @@ class StageSection:
         filter: the stage's data filter (see :class:`StageFilter`).
     """
 
-    name: str = "stage"
-    steps: int = 1000
-    learning_rate: float = 1e-4
-    warmup_steps: int = 0
-    lr_schedule: str = "constant"
-    min_lr_ratio: float = 0.0
-    views: str = "dropout"
-    full_view_prob: float = 0.5
-    dropout_prob: float = 1.0
-    single_view: str = "frontal"
+    name: str = Field("stage", min_length=1)
+    steps: Count = 1000
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
+    warmup_steps: int = Field(0, ge=0)
+    lr_schedule: LrSchedule = "constant"
+    min_lr_ratio: Probability = 0.0
+    views: ViewPolicy = "dropout"
+    full_view_prob: Probability = 0.5
+    dropout_prob: Probability = 1.0
+    single_view: SingleView = "frontal"
     keep_frontal: bool = True
-    filter: StageFilter = field(default_factory=StageFilter)
+    filter: StageFilter = Field(default_factory=StageFilter)
 
-    def check(self, where: str) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"{where}.name must be a non-empty string")
-        _int_range(f"{where}.steps", self.steps, 1, 10**9)
-        _float_range(f"{where}.learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
-        _int_range(f"{where}.warmup_steps", self.warmup_steps, 0, self.steps)
-        _choice(f"{where}.lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _float_range(f"{where}.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
-        _choice(f"{where}.views", self.views, VIEW_POLICIES)
-        _float_range(f"{where}.full_view_prob", self.full_view_prob, 0.0, 1.0)
-        _float_range(f"{where}.dropout_prob", self.dropout_prob, 0.0, 1.0)
-        _choice(f"{where}.single_view", self.single_view, SINGLE_VIEW_CHOICES)
-        self.filter.check(f"{where}.filter")
+    @field_validator("warmup_steps")
+    @classmethod
+    def _within_stage(cls, value: int, info: ValidationInfo) -> int:
+        steps = info.data.get("steps")
+        if steps is not None and value > steps:
+            raise ValueError(f"{value} is longer than the stage ({steps} steps): use at most {steps}")
+        return value
 
 
-@dataclass
-class CheckpointSection:
+class CheckpointSection(_Table):
     """``[checkpoint]``: full-state checkpoints (atomic) every N steps; the last ``keep_last`` are kept."""
 
-    every_n_steps: int = 500
-    keep_last: int = 3
-
-    def check(self) -> None:
-        _int_range("checkpoint.every_n_steps", self.every_n_steps, 1, 10**9)
-        _int_range("checkpoint.keep_last", self.keep_last, 1, 10**6)
+    every_n_steps: Count = 500
+    keep_last: int = Field(3, ge=1, le=10**6)
 
 
-@dataclass
-class LoggingSection:
+class LoggingSection(_Table):
     """``[logging]``: console / JSONL / tensorboard logging every N steps."""
 
-    every_n_steps: int = 10
+    every_n_steps: Count = 10
     tensorboard: bool = True
     progress_bar: bool = True
-    sync_check_every_n_steps: int = 0
-
-    def check(self) -> None:
-        _int_range("logging.every_n_steps", self.every_n_steps, 1, 10**9)
-        _int_range("logging.sync_check_every_n_steps", self.sync_check_every_n_steps, 0, 10**9)
+    sync_check_every_n_steps: int = Field(0, ge=0, le=10**9)
 
 
-@dataclass
-class ValidationSubject:
-    """One subject of a validation prompt: view images with optional labels."""
+class ValidationSubject(_Table):
+    """One subject of a validation prompt: view images with optional labels (``front``, ``90``...)."""
 
     name: str = "subject"
-    images: list = field(default_factory=list)
-    labels: list = field(default_factory=list)
+    images: list[str] = Field(default_factory=list, min_length=1, validate_default=True)
+    labels: list[str | int | float] = Field(default_factory=list)
     frontal: int | None = None
 
-    def check(self, where: str) -> None:
-        if not self.images or not all(isinstance(p, str) for p in self.images):
-            raise ConfigError(f"{where}.images must be a non-empty list of image paths")
-        if self.labels:
-            if len(self.labels) != len(self.images):
-                raise ConfigError(f"{where}.labels has {len(self.labels)} entries for {len(self.images)} images: "
-                                  "give one label per image (or none)")
-            for lab in self.labels:
-                try:
-                    parse_view_label(lab if lab != "" else None)
-                except MVS2VError as e:
-                    raise ConfigError(f"{where}.labels: {e}") from None
+    @field_validator("labels")
+    @classmethod
+    def _one_label_per_image(cls, value: list, info: ValidationInfo) -> list:
+        images = info.data.get("images")
+        if value and images is not None and len(value) != len(images):
+            raise ValueError(f"has {len(value)} entries for {len(images)} images: give one label per image (or none)")
+        for label in value:
+            try:
+                parse_view_label(label if label != "" else None)
+            except MVS2VError as e:
+                raise ValueError(str(e)) from None
+        return value
 
 
-@dataclass
-class ValidationPrompt:
+class ValidationPrompt(_Table):
     """One ``[[validation.prompts]]`` entry."""
 
     prompt: str = ""
     negative_prompt: str = ""
-    seed: int = 0
-    subjects: list = field(default_factory=list)
-
-    def check(self, where: str) -> None:
-        if not isinstance(self.prompt, str):
-            raise ConfigError(f"{where}.prompt must be a string")
-        _int_range(f"{where}.seed", self.seed, 0, 2**63 - 1)
-        for i, s in enumerate(self.subjects):
-            s.check(f"{where}.subjects[{i}]")
+    seed: Seed = 0
+    subjects: list[ValidationSubject] = Field(default_factory=list)
 
 
-@dataclass
-class ValidationSection:
+class ValidationSection(_Table):
     """``[validation]``: sample videos with the mvs2v_core pipeline every N steps, plus a held-out loss.
 
     Attributes:
@@ -478,67 +472,68 @@ class ValidationSection:
         prompts: the ``[[validation.prompts]]``.
     """
 
-    every_n_steps: int = 0
-    width: int = 832
-    height: int = 480
-    frames: int = 81
-    steps: int = 30
-    shift: float = 5.0
-    solver: str = "unipc"
-    ref_scale: float = 5.0
-    text_scale: float = 7.5
-    formats: list = field(default_factory=lambda: ["mp4"])
-    fps: float = 16.0
+    every_n_steps: int = Field(0, ge=0, le=10**9)
+    width: int = Field(832, ge=1, le=100000)
+    height: int = Field(480, ge=1, le=100000)
+    frames: int = Field(81, ge=1, le=100000)
+    steps: int = Field(30, ge=1, le=1000)
+    shift: float = Field(5.0, gt=0.0, le=1000.0)
+    solver: SolverName = "unipc"
+    ref_scale: float = Field(5.0, ge=0.0, le=100.0)
+    text_scale: float = Field(7.5, ge=0.0, le=100.0)
+    formats: list[VideoFormat] = Field(default_factory=lambda: ["mp4"])
+    fps: float = Field(16.0, gt=0.0, le=1000.0)
     loss_split: str = "val"
-    loss_samples: int = 8
-    loss_sigmas: list = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
-    device: str = "auto"
-    prompts: list = field(default_factory=list)
-
-    def check(self) -> None:
-        _int_range("validation.every_n_steps", self.every_n_steps, 0, 10**9)
-        _int_range("validation.steps", self.steps, 1, 1000)
-        _int_range("validation.width", self.width, 1, 100000)
-        _int_range("validation.height", self.height, 1, 100000)
-        _int_range("validation.frames", self.frames, 1, 100000)
-        _choice("validation.solver", self.solver, SOLVERS)
-        _float_range("validation.shift", self.shift, 0.0, 1000.0, low_open=True)
-        _float_range("validation.ref_scale", self.ref_scale, 0.0, 100.0)
-        _float_range("validation.text_scale", self.text_scale, 0.0, 100.0)
-        _float_range("validation.fps", self.fps, 0.0, 1000.0, low_open=True)
-        if not isinstance(self.formats, list) or not all(f in VIDEO_FORMATS for f in self.formats):
-            raise ConfigError(f"validation.formats must be a list drawn from {list(VIDEO_FORMATS)}, got {self.formats!r}")
-        _int_range("validation.loss_samples", self.loss_samples, 0, 10**6)
-        if (not isinstance(self.loss_sigmas, list) or not self.loss_sigmas
-                or not all(isinstance(s, (int, float)) and 0 < s <= 1 for s in self.loss_sigmas)):
-            raise ConfigError("validation.loss_sigmas must be a non-empty list of noise levels in (0, 1]")
-        _choice("validation.device", self.device, ("auto", "cpu"))
-        for i, p in enumerate(self.prompts):
-            p.check(f"validation.prompts[{i}]")
+    loss_samples: int = Field(8, ge=0, le=10**6)
+    loss_sigmas: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9], min_length=1)
+    device: Literal["auto", "cpu"] = "auto"
+    prompts: list[ValidationPrompt] = Field(default_factory=list)
 
 
 # ---- the whole file ------------------------------------------------------------------------------
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(_Table):
     """A parsed, validated trainer config. ``path`` is the file it came from (paths resolve from it)."""
 
-    model: ModelSection = field(default_factory=ModelSection)
-    references: ReferencesSection = field(default_factory=ReferencesSection)
-    data: DataSection = field(default_factory=DataSection)
-    augment: AugmentSection = field(default_factory=AugmentSection)
-    train: TrainSection = field(default_factory=TrainSection)
-    timesteps: TimestepsSection = field(default_factory=TimestepsSection)
-    trainable: TrainableSection = field(default_factory=TrainableSection)
-    lora: LoraSection = field(default_factory=LoraSection)
-    stages: list = field(default_factory=list)
-    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
-    logging: LoggingSection = field(default_factory=LoggingSection)
-    validation: ValidationSection = field(default_factory=ValidationSection)
-    path: str = ""
+    model: ModelSection = Field(default_factory=ModelSection)
+    references: ReferencesSection = Field(default_factory=ReferencesSection)
+    data: DataSection = Field(default_factory=DataSection)
+    augment: AugmentSection = Field(default_factory=AugmentSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    timesteps: TimestepsSection = Field(default_factory=TimestepsSection)
+    trainable: TrainableSection = Field(default_factory=TrainableSection, validate_default=True)
+    lora: LoraSection = Field(default_factory=LoraSection)
+    stages: list[StageSection] = Field(default_factory=list)
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+    validation: ValidationSection = Field(default_factory=ValidationSection)
+    _path: str = PrivateAttr("")
+
+    @field_validator("trainable")
+    @classmethod
+    def _proxy_follows_empty_slot_mode(cls, trainable: TrainableSection, info: ValidationInfo) -> TrainableSection:
+        """``trainable.proxy`` left out: train proxy tokens exactly when the empty slots use them."""
+        if trainable.proxy is not None:
+            return trainable
+        refs = info.data.get("references")
+        mode = refs.empty_slot_mode if refs is not None else DEFAULT_EMPTY_SLOT_MODE
+        return trainable.model_copy(update={"proxy": mode == EmptySlotMode.PROXY})
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        """Rules that span tables; every broken one is reported (one line each)."""
+        problems = [*_required_problems(self), *_trainable_problems(self)]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     # ---- derived -------------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        return self._path
+
     @property
     def total_steps(self) -> int:
         return sum(s.steps for s in self.stages)
@@ -564,37 +559,9 @@ class TrainConfig:
     def uses_mfi(self) -> bool:
         return bool(self.trainable.mfi or self.model.vision_encoder)
 
-    def check(self) -> None:
-        for name in ("model", "references", "data", "augment", "train", "timesteps", "trainable", "lora",
-                     "checkpoint", "logging", "validation"):
-            getattr(self, name).check()
-        if not self.stages:
-            raise ConfigError("the config has no [[stages]]: add at least one curriculum stage with steps and views")
-        names = set()
-        for i, s in enumerate(self.stages):
-            s.check(f"stages[{i}] ({s.name!r})")
-            if s.name in names:
-                raise ConfigError(f"two stages are named {s.name!r}: give every stage its own name")
-            names.add(s.name)
-        if self.trainable.mfi and not self.model.vision_encoder:
-            raise ConfigError("trainable.mfi is true but model.vision_encoder is empty: MFI needs the CLIP / SigLIP "
-                              "vision folder whose features it projects")
-        if self.model.vision_encoder and not self.trainable.mfi and not self.model.init_adapter:
-            raise ConfigError("model.vision_encoder is set but trainable.mfi is false and there is no init_adapter "
-                              "with an MFI projector: set trainable.mfi = true, or remove model.vision_encoder")
-        if (self.references.empty_slot_mode == "proxy" and not self.trainable.proxy and not self.model.init_adapter):
-            raise ConfigError("references.empty_slot_mode is 'proxy' but trainable.proxy is false and there is no "
-                              "init_adapter with proxy tokens: the empty slots would hold untrained random vectors. "
-                              "Set trainable.proxy = true or use empty_slot_mode 'gray' / 'drop'")
-        if self.trainable.proxy and self.references.empty_slot_mode != "proxy":
-            raise ConfigError(f"trainable.proxy is true but references.empty_slot_mode is "
-                              f"{self.references.empty_slot_mode!r}: proxy tokens are only used in 'proxy' mode; "
-                              "set trainable.proxy = false or empty_slot_mode = 'proxy'")
-
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("path", None)
-        return d
+        """Every value as plain JSON types (enums as their strings)."""
+        return self.model_dump(mode="json")
 
     def fingerprint(self) -> str:
         """Hash of everything that changes what a training step computes (not run length, logging)."""
@@ -605,115 +572,152 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-_SECTIONS: dict[str, type] = {
-    "model": ModelSection, "references": ReferencesSection, "data": DataSection, "augment": AugmentSection,
-    "train": TrainSection, "timesteps": TimestepsSection, "trainable": TrainableSection, "lora": LoraSection,
-    "checkpoint": CheckpointSection, "logging": LoggingSection, "validation": ValidationSection,
+def _required_problems(cfg: TrainConfig) -> list[str]:
+    problems = []
+    if not cfg.model.dit:
+        problems.append("model.dit is empty: set it to the base Wan DiT .safetensors file")
+    if not cfg.data.manifest:
+        problems.append("data.manifest is empty: set it to your JSONL manifest")
+    if not cfg.stages:
+        problems.append("the config has no [[stages]]: add at least one curriculum stage with steps and views")
+    names = [s.name for s in cfg.stages]
+    problems += [f"two stages are named {n!r}: give every stage its own name"
+                 for n in sorted({n for n in names if names.count(n) > 1})]
+    return problems
+
+
+def _trainable_problems(cfg: TrainConfig) -> list[str]:
+    t, m, mode = cfg.trainable, cfg.model, cfg.references.empty_slot_mode
+    problems = []
+    if not (t.proxy or t.mfi or t.lora or t.full):
+        problems.append("[trainable] turns every part off: enable at least one of proxy, mfi, lora, full")
+    if t.full and m.dtype != "fp32":
+        problems.append("trainable.full needs model.dtype = \"fp32\" (float32 master weights); bf16 compute comes "
+                        "from train.mixed_precision")
+    if t.mfi and not m.vision_encoder:
+        problems.append("trainable.mfi is true but model.vision_encoder is empty: MFI needs the CLIP / SigLIP "
+                        "vision folder whose features it projects")
+    if m.vision_encoder and not t.mfi and not m.init_adapter:
+        problems.append("model.vision_encoder is set but trainable.mfi is false and there is no init_adapter "
+                        "with an MFI projector: set trainable.mfi = true, or remove model.vision_encoder")
+    if mode == EmptySlotMode.PROXY and not t.proxy and not m.init_adapter:
+        problems.append("references.empty_slot_mode is 'proxy' but trainable.proxy is false and there is no "
+                        "init_adapter with proxy tokens: the empty slots would hold untrained random vectors. "
+                        "Set trainable.proxy = true or use empty_slot_mode 'gray' / 'drop'")
+    if t.proxy and mode != EmptySlotMode.PROXY:
+        problems.append(f"trainable.proxy is true but references.empty_slot_mode is {mode.value!r}: proxy tokens "
+                        "are only used in 'proxy' mode; set trainable.proxy = false or empty_slot_mode = 'proxy'")
+    return problems
+
+
+# ---- pydantic errors -> one line per problem -------------------------------------------------------
+
+_MUST_BE = {
+    "int_type": "an integer", "int_from_float": "an integer", "int_parsing": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "finite_number": "a finite number",
+    "bool_type": "true or false", "bool_parsing": "true or false", "string_type": "a string (in quotes)",
+    "list_type": "a list ([...])", "model_type": "a table (key = value lines)",
+    "model_attributes_type": "a table (key = value lines)", "dict_type": "a table (key = value lines)",
 }
+_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
-def _build(cls: type, table: Any, where: str) -> Any:
-    """A section dataclass from a TOML table, refusing unknown keys and wrong types."""
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"[{where}] must be a table (key = value lines), got {type(table).__name__}")
-    hints = get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise ConfigError(f"[{where}] has unknown key(s) {', '.join(unknown)}; the known keys are "
-                          f"{', '.join(sorted(known))}")
-    kwargs = {}
-    for key, value in table.items():
-        kwargs[key] = _convert(hints[key], value, f"{where}.{key}")
-    return cls(**kwargs)
+def _dotted(loc: tuple) -> str:
+    """``('stages', 2, 'filter', 'tags')`` -> ``stages[2].filter.tags``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    if hint is StageFilter:
-        return _build(StageFilter, value, where)
-    origin = get_origin(hint)
-    args = get_args(hint)
-    if origin is not None and type(None) in args:  # Optional[X]
-        inner = [a for a in args if a is not type(None)][0]
-        return _convert(inner, value, where)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string (in quotes), got {value!r}")
-        return value
-    if hint is list or origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list ([...]), got {value!r}")
-        return value
-    return value
+def _table_at(loc: tuple) -> Any:
+    """The table model whose keys sit at ``loc`` (list indices skipped), or None."""
+    model: Any = TrainConfig
+    for part in (p for p in loc if isinstance(p, str)):
+        info = model.model_fields.get(part) if model is not None else None
+        args = (info.annotation, *get_args(info.annotation)) if info is not None else ()
+        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return model
 
 
-def _choice(where: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(f"{where} is {value!r}; use one of {', '.join(map(repr, choices))}")
+def _field_at(loc: tuple) -> Any:
+    """The pydantic FieldInfo of the key at ``loc`` (None for a list item or an unknown key)."""
+    table = _table_at(loc[:-1]) if loc and isinstance(loc[-1], str) else None
+    return table.model_fields.get(loc[-1]) if table is not None else None
 
 
-def _int_range(where: str, value: Any, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{where} must be an integer in [{lo}, {hi}], got {value!r}")
+def _range_of(loc: tuple) -> str:
+    """``" in [1, 4096]"`` for a bounded number field at ``loc``; "" otherwise."""
+    info = _field_at(loc)
+    b = {k: getattr(m, k) for m in (info.metadata if info else ()) for k in ("ge", "gt", "le", "lt")
+         if getattr(m, k, None) is not None}
+    if not b:
+        return ""
+    low = f"[{_num(b['ge'])}" if "ge" in b else f"({_num(b.get('gt', '-inf'))}"
+    high = f"{_num(b['le'])}]" if "le" in b else f"{_num(b.get('lt', 'inf'))})"
+    return f" in {low}, {high}"
 
 
-def _float_range(where: str, value: Any, lo: float, hi: float, low_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > lo if low_open else value >= lo) and value <= hi
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise ConfigError(f"{where} must be a number in {bracket}{lo}, {hi}], got {value!r}")
+def _num(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _unit_range(where: str, value: Any, positive: bool) -> None:
-    if (not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, (int, float)) for v in value)
-            or not (0 < value[0] <= value[1] <= 1)):
-        raise ConfigError(f"{where} must be [low, high] with 0 < low <= high <= 1, got {value!r}")
+def _unknown_key(loc: tuple) -> str:
+    key, parent = loc[-1], loc[:-1]
+    table = _table_at(parent)
+    known = sorted(table.model_fields) if table is not None else []
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    where = f"a key of [{_dotted(parent)}]" if parent else "a table of the config"
+    return f"{_dotted(loc)} is not {where}{hint}; the known ones are {', '.join(known)}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def describe_error(error: Mapping[str, Any]) -> list[str]:
+    """One pydantic error (an item of ``ValidationError.errors()``) as config problem lines."""
+    loc, kind, value = tuple(error["loc"]), error["type"], error.get("input")
+    path, ctx = _dotted(loc), error.get("ctx") or {}
+    if kind == "value_error":
+        text = str(ctx.get("error", error["msg"]))
+        return [f"{path}: {line}" if path else line for line in text.splitlines()]
+    if kind == "extra_forbidden":
+        return [_unknown_key(loc)]
+    if kind in ("literal_error", "enum"):
+        return [f"{path} is {_short(value)}; use one of {ctx.get('expected')}"]
+    if kind == "list_type" and isinstance(value, Mapping):
+        return [f"{path} must be an array of tables: write each entry as [[{'.'.join(p for p in loc if isinstance(p, str))}]]"]
+    if kind in _MUST_BE:
+        return [f"{path} must be {_MUST_BE[kind]}{_range_of(loc)}, got {_short(value)}"]
+    if kind in _BOUNDS:
+        bound = _range_of(loc) or f" {error['msg'].removeprefix('Input should be ')}"
+        info = _field_at(loc)
+        number = "an integer" if info is not None and info.annotation is int else "a number"
+        return [f"{path} must be {number}{bound}, got {_short(value)}"]
+    if kind == "string_too_short":
+        return [f"{path} must not be empty"]
+    if kind in ("too_short", "too_long"):
+        n = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        most = "at least" if kind == "too_short" else "at most"
+        return [f"{path} must have {most} {n} entr{'y' if n == 1 else 'ies'}, got {_short(value)}"]
+    return [f"{path}: {error['msg']} (got {_short(value)})"]
 
 
 def parse_config(data: Mapping[str, Any], path: str | os.PathLike = "") -> TrainConfig:
-    """A :class:`TrainConfig` from an already-parsed TOML mapping (validated)."""
-    unknown = sorted(set(data) - set(_SECTIONS) - {"stages"})
-    if unknown:
-        raise ConfigError(f"unknown section(s) {', '.join(unknown)}; the sections are "
-                          f"{', '.join(sorted([*_SECTIONS, 'stages']))}")
-    kwargs: dict[str, Any] = {}
-    for name, cls in _SECTIONS.items():
-        if name in data:
-            kwargs[name] = _build(cls, data[name], name)
-    if "validation" in kwargs or "validation" in data:
-        raw = data.get("validation", {})
-        val = kwargs.get("validation", ValidationSection())
-        prompts = []
-        for i, p in enumerate(raw.get("prompts", []) if isinstance(raw, Mapping) else []):
-            if not isinstance(p, Mapping):
-                raise ConfigError(f"validation.prompts[{i}] must be a table")
-            p = dict(p)
-            subjects = [_build(ValidationSubject, s, f"validation.prompts[{i}].subjects[{j}]")
-                        for j, s in enumerate(p.pop("subjects", []))]
-            prompt = _build(ValidationPrompt, p, f"validation.prompts[{i}]")
-            prompt.subjects = subjects
-            prompts.append(prompt)
-        val.prompts = prompts
-        kwargs["validation"] = val
-    stages = data.get("stages", [])
-    if not isinstance(stages, list):
-        raise ConfigError("'stages' must be an array of tables: write each stage as [[stages]]")
-    kwargs["stages"] = [_build(StageSection, s, f"stages[{i}]") for i, s in enumerate(stages)]
-    cfg = TrainConfig(**kwargs, path=str(path))
-    cfg.check()
+    """A :class:`TrainConfig` from an already-parsed TOML mapping (validated).
+
+    Raises:
+        ConfigError: every problem found, one line each.
+    """
+    try:
+        cfg = TrainConfig.model_validate(data)
+    except ValidationError as e:
+        problems = [line for err in e.errors() for line in describe_error(err)]
+        raise ConfigError(*problems, source=str(path)) from None
+    cfg._path = str(path)
     return cfg
 
 
@@ -764,5 +768,5 @@ __all__ = [
     "ConfigError", "TrainConfig", "ModelSection", "ReferencesSection", "DataSection", "AugmentSection",
     "TrainSection", "TimestepsSection", "TrainableSection", "LoraSection", "StageSection", "StageFilter",
     "CheckpointSection", "LoggingSection", "ValidationSection", "ValidationPrompt", "ValidationSubject",
-    "load_config", "parse_config", "DEFAULT_LORA_TARGETS", "VIEW_POLICIES",
+    "load_config", "parse_config", "parse_override", "describe_error", "DEFAULT_LORA_TARGETS", "VIEW_POLICIES",
 ]

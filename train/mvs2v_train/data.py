@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.references.layout import ReferenceLayout
+from mvs2v_core.references.settings import EmptySlotMode
 
 from .cache import CacheStore, _h, data_params, record_is_fresh, row_key
 from .config import StageSection, TrainConfig
@@ -184,7 +185,7 @@ class TrainData:
         get = self.store.get
         aug = self.cfg.augment
         c, _, h, w = rec["latent_shape"]
-        if self.cfg.references.empty_slot_mode == "gray":
+        if self.cfg.references.empty_slot_mode == EmptySlotMode.GRAY:
             empty = get(rec["gray"])
         else:
             empty = torch.zeros(c, h, w)  # ignored by the DiT under proxy / drop

@@ -19,31 +19,34 @@ from mvs2v_core.utils import save_safetensors_atomic
 
 from . import checkpoint as ckpt
 from .config import TrainConfig
+from .lora import split_lora_name
 
-LORA_A, LORA_B = ".lora_A", ".lora_B"
+
+def _is_adapter_part(name: str) -> bool:
+    return name.startswith(("proxy.", "mfi.")) or split_lora_name(name) is not None
 
 
 def adapter_parts(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every tensor an adapter takes from a :class:`TrainableModel`, trained or frozen (by name)."""
-    out = {}
-    for name, p in model.named_parameters():
-        if name.startswith(("proxy.", "mfi.")) or name.endswith((LORA_A, LORA_B)):
-            out[name] = p.detach().float().cpu()
-    return out
+    return {name: p.detach().float().cpu() for name, p in model.named_parameters() if _is_adapter_part(name)}
 
 
 def build_adapter(cfg: TrainConfig, model_config: WanConfig, parts: dict[str, torch.Tensor],
                   training: dict) -> Adapter:
-    """An :class:`Adapter` from named parts (``proxy.tokens``, ``mfi.proj.*``, ``dit.<path>.lora_A``...)."""
+    """An :class:`Adapter` from named parts (``proxy.tokens``, ``mfi.proj.*``,
+    ``dit.<path>.lora_A.default.weight``...)."""
     refs = cfg.references
+    matrices: dict[str, dict[str, torch.Tensor]] = {}
+    for name, t in parts.items():
+        split = split_lora_name(name)
+        if split is not None:
+            matrices.setdefault(split[0].removeprefix("dit."), {})[split[1]] = t
     triples: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
-    for name, a in parts.items():
-        if name.endswith(LORA_A):
-            path = name[: -len(LORA_A)].removeprefix("dit.")
-            b = parts.get(name[: -len(LORA_A)] + LORA_B)
-            if b is None:
-                raise MVS2VError(f"the LoRA of {path} has no B matrix in the checkpoint; it is damaged")
-            triples[path] = (a, b, float(cfg.lora.alpha))
+    for path, ab in matrices.items():
+        if "lora_A" not in ab or "lora_B" not in ab:
+            raise MVS2VError(f"the LoRA of {path} has only its {next(iter(ab))} matrix in the checkpoint; "
+                             "it is damaged")
+        triples[path] = (ab["lora_A"], ab["lora_B"], float(cfg.lora.alpha))
     lora = lora_state_dict(triples) if triples else {}
     spec = LoraSpec(cfg.lora.rank, float(cfg.lora.alpha), tuple(cfg.lora.targets)) if triples else None
     if not triples and cfg.model.init_adapter and not cfg.trainable.lora:
@@ -55,9 +58,8 @@ def build_adapter(cfg: TrainConfig, model_config: WanConfig, parts: dict[str, to
     meta = AdapterMetadata(
         base_family=model_config.family, model_dim=model_config.dim, text_dim=model_config.text_dim,
         in_dim=model_config.in_dim, num_layers=model_config.num_layers,
-        position_scheme=refs.position_scheme().to_dict(), slots_per_subject=refs.slots_per_subject,
-        empty_slot_mode=refs.empty_slot_mode, mfi_in_dim=int(mfi_w.shape[1]) if mfi_w is not None else None,
-        lora=spec, ref_timestep=refs.ref_timestep, training=training,
+        references=refs.settings(), mfi_in_dim=int(mfi_w.shape[1]) if mfi_w is not None else None,
+        lora=spec, training=training,
     )
     return Adapter(meta, proxy, mfi_w, mfi_b, lora)
 
@@ -117,7 +119,7 @@ def export_checkpoint(cfg: TrainConfig, path: Path, out: Path) -> list[Path]:
     extra = path / "frozen_parts.safetensors"
     if extra.is_file():
         tensors.update(ckpt._read_safetensors(extra))
-    parts = {k: v for k, v in tensors.items() if k.startswith(("proxy.", "mfi.")) or k.endswith((LORA_A, LORA_B))}
+    parts = {k: v for k, v in tensors.items() if _is_adapter_part(k)}
     adapter = build_adapter(cfg, model_config, parts,
                             training_record(cfg, int(state["global_step"]), int(state["samples_seen"])))
     save_adapter(out, adapter)

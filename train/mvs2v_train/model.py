@@ -24,7 +24,7 @@ from mvs2v_core.model.transformer import WanDiT
 from mvs2v_core.references.conditioning import ReferenceConditioning
 from mvs2v_core.references.layout import ReferenceLayout
 from mvs2v_core.references.mfi import MFIProjector, ProxyTokens
-from mvs2v_core.references.positions import PositionScheme
+from mvs2v_core.references.settings import EmptySlotMode, ReferenceSettings
 
 from .config import TrainConfig
 from .curriculum import derive_seed
@@ -72,21 +72,18 @@ class TrainableModel(nn.Module):
 
     Args:
         dit: the Wan DiT (frozen except the LoRA layers, or fully trainable).
-        scheme, slots_per_subject, empty_slot_mode, ref_timestep: the reference setup (as inference).
+        references: the reference settings (as at inference).
         proxy: :class:`ProxyTokens` (trained or loaded) or None.
         mfi: :class:`MFIProjector` or None.
     """
 
-    def __init__(self, dit: WanDiT, scheme: PositionScheme, slots_per_subject: int, empty_slot_mode: str,
-                 ref_timestep: str, proxy: ProxyTokens | None = None, mfi: MFIProjector | None = None) -> None:
+    def __init__(self, dit: WanDiT, references: ReferenceSettings, proxy: ProxyTokens | None = None,
+                 mfi: MFIProjector | None = None) -> None:
         super().__init__()
         self.dit = dit
         self.proxy = proxy
         self.mfi = mfi
-        self.scheme = scheme
-        self.slots_per_subject = slots_per_subject
-        self.empty_slot_mode = empty_slot_mode
-        self.ref_timestep = ref_timestep
+        self.references = references
         # DDP needs a gradient for every trainable tensor each step; FSDP does not (and shards them).
         self.touch_unused = True
 
@@ -99,8 +96,7 @@ class TrainableModel(nn.Module):
 
     def conditioning(self, ref_latents: torch.Tensor, layout: ReferenceLayout) -> ReferenceConditioning:
         """The same :class:`ReferenceConditioning` inference builds (see ``MVS2VPipeline._model_fn``)."""
-        return ReferenceConditioning(ref_latents.to(self.dit.dtype), layout, self.scheme, self.empty_slot_mode,
-                                     self.proxy_tokens(), self.ref_timestep)
+        return ReferenceConditioning(ref_latents.to(self.dit.dtype), layout, self.references, self.proxy_tokens())
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, ref_latents: torch.Tensor | None,
                  layout: ReferenceLayout | None, mfi_features: torch.Tensor | None) -> torch.Tensor:
@@ -171,12 +167,13 @@ class TrainableModel(nn.Module):
 
 
 def vision_width(folder: Path) -> int:
-    """Feature width of a local CLIP / SigLIP vision folder (from its config.json), or of a toy vision
-    encoder folder (:mod:`mvs2v_core.toy.vision`)."""
-    from mvs2v_core.toy.vision import is_toy_vision_encoder, load_toy_vision_encoder
+    """Feature width of a local CLIP / SigLIP vision folder (from its config.json), or of a folder that
+    declares another vision-encoder kind (loaded through the component registry: small by design)."""
+    from mvs2v_core.pipeline.components import find_component
 
-    if is_toy_vision_encoder(folder):
-        return int(load_toy_vision_encoder(folder).width)
+    kind = find_component(folder, "vision_encoder")
+    if kind is not None:
+        return int(kind.loader(folder, device="cpu", dtype=torch.float32).width)
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise MVS2VError(f"model.vision_encoder {folder} has no config.json: give the CLIP / SigLIP vision folder")
@@ -200,13 +197,11 @@ def build_model(cfg: TrainConfig, device: torch.device | str = "cpu") -> Trainab
     dit.requires_grad_(False)
     dcfg = dit.config
     seed = cfg.train.seed
-    refs = cfg.references
-    scheme = refs.position_scheme()
+    refs = cfg.references.settings()
     adapter = None
     if cfg.model.init_adapter:
         adapter = load_adapter(cfg.resolve(cfg.model.init_adapter))
-        require_compatible(adapter, dcfg, scheme=scheme, slots_per_subject=refs.slots_per_subject,
-                           empty_slot_mode=refs.empty_slot_mode)
+        require_compatible(adapter, dcfg, refs)
         if adapter.has_mfi and not cfg.model.vision_encoder:
             raise MVS2VError("model.init_adapter has an MFI projector: set model.vision_encoder to the vision "
                              "model it was trained with")
@@ -229,7 +224,7 @@ def build_model(cfg: TrainConfig, device: torch.device | str = "cpu") -> Trainab
         dit.enable_gradient_checkpointing()
 
     proxy = None
-    if refs.empty_slot_mode == "proxy":
+    if refs.empty_slot_mode == EmptySlotMode.PROXY:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, "proxy"))
             proxy = ProxyTokens(refs.slots_per_subject, dcfg.dim)
@@ -255,7 +250,7 @@ def build_model(cfg: TrainConfig, device: torch.device | str = "cpu") -> Trainab
         mfi.requires_grad_(cfg.trainable.mfi)
         mfi.to(device)
 
-    model = TrainableModel(dit, scheme, refs.slots_per_subject, refs.empty_slot_mode, refs.ref_timestep, proxy, mfi)
+    model = TrainableModel(dit, refs, proxy, mfi)
     if not model.trainable_parameters():
         raise MVS2VError("nothing to train: the config's [trainable] parts are all off or absent")
     return model

@@ -2,7 +2,7 @@
 
 ``make_toy_world(root)`` writes, without any download:
 
-* ``models/``: a tiny Wan DiT (``mvs2v_core.pipeline.demo.TINY_DIT``: width 128, 2 blocks), the tiny
+* ``models/``: a tiny Wan DiT (``mvs2v_toy.demo.TINY_DIT``: width 128, 2 blocks), the tiny
   random Wan VAE (4 latent channels, 8x spatial, 4x temporal) and umT5 (width 32), and a tiny CLIP
   vision tower (width 32) for MFI;
 * ``data/refs/``: per object, its four views (front / left / back / right faces in different colours);
@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from mvs2v_core.pipeline.demo import FACE_COLOURS, draw_view, make_tiny_dit
-from mvs2v_core.pipeline.demo_assets import make_tiny_text_encoder, make_tiny_vae
 from mvs2v_core.pipeline.video_io import write_mp4
+from mvs2v_toy.demo import FACE_COLOURS, draw_view, make_tiny_dit
+from mvs2v_toy.demo_assets import make_tiny_text_encoder, make_tiny_vae
 
 VIEWS = ("front", "left", "back", "right")
 BACKGROUNDS = ((40, 40, 40), (90, 120, 160), (150, 150, 120), (60, 110, 60), (120, 70, 90), (30, 60, 100))

@@ -30,12 +30,10 @@ from .model import TrainableModel
 def generation_settings(cfg: TrainConfig, prompt: ValidationPrompt) -> GenerationSettings:
     """The settings ``mvs2v generate`` would use for this prompt with the exported adapter."""
     v = cfg.validation
-    r = cfg.references
     return GenerationSettings(
         prompt=prompt.prompt, negative_prompt=prompt.negative_prompt, width=v.width, height=v.height,
         frames=v.frames, steps=v.steps, seed=prompt.seed, shift=v.shift, solver=v.solver, ref_scale=v.ref_scale,
-        text_scale=v.text_scale, scheme=r.position_scheme(), slots_per_subject=r.slots_per_subject,
-        empty_slot_mode=r.empty_slot_mode, ref_timestep=r.ref_timestep,
+        text_scale=v.text_scale, references=cfg.references.settings(),
     )
 
 
@@ -113,7 +111,7 @@ class Validator:
                                  model.mfi, self._vision if model.mfi is not None else None, device=dit_device)
         # Sharded: the pipeline gets stand-ins; the live proxy tokens go in inside the wrapped forward.
         cfg = model.dit.config
-        proxy = torch.zeros(model.slots_per_subject, cfg.dim) if model.proxy is not None else None
+        proxy = torch.zeros(model.references.slots_per_subject, cfg.dim) if model.proxy is not None else None
         mfi = _WrappedMFI(wrapped) if model.mfi is not None else None
         return MVS2VPipeline(_WrappedDiT(wrapped, model.dit), self._vae, self._text, proxy, mfi,  # type: ignore[arg-type]
                              self._vision if model.mfi is not None else None, device=dit_device)

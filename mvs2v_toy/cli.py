@@ -1,0 +1,59 @@
+"""The toy world's ``mvs2v`` subcommands: ``demo``, ``eval`` and ``toy-data``.
+
+Core's parser calls :func:`register_commands` through the ``mvs2v.cli`` entry point. Only argparse
+is imported here (each command's module is imported when it runs), so ``mvs2v --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .args import add_toy_dataset_args
+from .eval_args import add_eval_args
+
+__all__ = ["register_commands"]
+
+
+def _run_demo(args: argparse.Namespace) -> Any:
+    from .demo import run_demo, run_random_demo
+
+    if args.random_models:
+        return run_random_demo(Path(args.out), seed=args.seed, steps=8 if args.steps is None else args.steps)
+    return run_demo(Path(args.out), seed=args.seed, steps=args.steps)
+
+
+def _run_eval(args: argparse.Namespace) -> Any:
+    from .evaluate import run_eval
+
+    return run_eval(args)
+
+
+def _run_toy_data(args: argparse.Namespace) -> Any:
+    from .dataset import run_toy_dataset
+
+    return run_toy_dataset(args)
+
+
+def register_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``demo``, ``eval`` and ``toy-data`` to ``mvs2v``'s subparsers; each runs through its ``handler``."""
+    demo = sub.add_parser(
+        "demo", help="generate a held-out toy-world scene from its multi-view references with the bundled toy model, "
+                     "then score it against the ground truth (no downloads)"
+    )
+    demo.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    demo.add_argument("--seed", type=int, default=0, help="picks the held-out scene and seeds the sampler (default 0)")
+    demo.add_argument("--steps", type=int, default=None,
+                      help="sampling steps (default: the bundled model's; 8 with --random-models)")
+    demo.add_argument("--random-models", action="store_true",
+                      help="the old demo: tiny RANDOM models made on the spot (the video is noise; checks the pipeline)")
+    demo.set_defaults(handler=_run_demo)
+    evaluate = sub.add_parser(
+        "eval", help="score a generated video against a toy-world sample (S_v->r, S_r->v, PSNR, SSIM, face accuracy, "
+                     "crosstalk)")
+    add_eval_args(evaluate)
+    evaluate.set_defaults(handler=_run_eval)
+    toy_data = sub.add_parser("toy-data", help="write a toy-world dataset plus the toy codec and text encoder")
+    add_toy_dataset_args(toy_data)
+    toy_data.set_defaults(handler=_run_toy_data)
