@@ -40,7 +40,7 @@ from .errors import AdapterMismatchError, CheckpointError, MVS2VError
 from .model.config import WanConfig
 from .references.mfi import MFIProjector
 from .references.settings import EmptySlotMode, ReferenceSettings
-from .safe_files import refuse_pickle
+from .safe_files import refuse_pickle, require_all_finite
 from .utils import save_safetensors_atomic
 
 FORMAT = "mvs2v-adapter"
@@ -378,7 +378,8 @@ def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     """Read and validate an adapter file written by :func:`save_adapter`.
 
     Raises :class:`CheckpointError` for a pickle-based file, a missing file, a file that is not an
-    mvs2v adapter, one written by a newer mvs2v, or tensors that disagree with the metadata.
+    mvs2v adapter, one written by a newer mvs2v, a tensor holding NaN or inf, or tensors that
+    disagree with the metadata.
     """
     path = Path(path)
     refuse_pickle(path, "adapter")
@@ -432,6 +433,7 @@ def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise CheckpointError(
             f"{str(path)!r} has unexpected tensor(s) {', '.join(unexpected[:5])}: it may come from a newer mvs2v"
         )
+    require_all_finite(tensors, repr(str(path)))  # proxy tokens, MFI, every LoRA tensor: NaN / inf named at load
     adapter = Adapter(
         metadata=metadata,
         proxy_tokens=tensors.get(PROXY_KEY),

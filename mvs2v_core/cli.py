@@ -10,20 +10,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-from .errors import MVS2VError
+from .errors import CheckpointError, MVS2VError
+from .references.layout import is_view_label, parse_view_label
 from .references.settings import EmptySlotMode, Placement, ReferenceSettings, RefTimestep, SchemeName, option_values
+from .sampling import SOLVER_NAMES
 
 DTYPES = ("bf16", "fp16", "fp32")  # names resolve_device understands
 CLI_ENTRY_POINTS = "mvs2v.cli"
 
 
+def split_view(item: str) -> tuple[str, str | None]:
+    """``PATH[@LABEL]`` -> ``(path, label)``.
+
+    The text after the last ``@`` is the label only when it is one (``front``/``left``/``back``/
+    ``right`` or a finite yaw in degrees) or empty; otherwise that ``@`` is part of the file name, so
+    ``me@2x.png`` is a path and ``me@2x.png@left`` a path with a label. A trailing ``@`` (an empty
+    label) keeps a name that itself ends in ``@90`` whole: ``shot@90@``.
+    """
+    path, at, label = item.rpartition("@")
+    if at and (label.strip() == "" or is_view_label(label)):
+        return path.strip(), label.strip() or None
+    return item.strip(), None
+
+
 def parse_subject(text: str) -> tuple[str, list[str], list[str | None]]:
-    """``NAME=IMG[@LABEL][,IMG[@LABEL]...]`` -> (name, paths, labels)."""
+    """``NAME=IMG[@LABEL][,IMG[@LABEL]...]`` -> (name, paths, labels); labels split as :func:`split_view`."""
     if "=" not in text:
         raise MVS2VError(
             f"--subject {text!r} must look like NAME=IMG[,IMG...], e.g. --subject cat=front.png@front,side.png@left"
@@ -32,17 +49,24 @@ def parse_subject(text: str) -> tuple[str, list[str], list[str | None]]:
     name = name.strip()
     if not name:
         raise MVS2VError(f"--subject {text!r} has no name before '='")
-    paths, labels = [], []
-    for item in rest.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        path, _, label = item.partition("@")
-        paths.append(path)
-        labels.append(label or None)
-    if not paths:
+    views = [split_view(item) for item in rest.split(",") if item.strip()]
+    if not views:
         raise MVS2VError(f"--subject {name} has no images after '='")
-    return name, paths, labels
+    return name, [p for p, _ in views], [label for _, label in views]
+
+
+def parse_view(text: str) -> tuple[str, str, str | None]:
+    """``NAME=PATH[@LABEL]`` -> (name, path, label): one view, the whole rest a path (commas included)."""
+    name, eq, rest = text.partition("=")
+    path, label = split_view(rest)
+    if not eq or not name.strip() or not path:
+        raise MVS2VError(f"--view {text!r} must look like NAME=PATH[@LABEL], e.g. --view cat='front, 2.png@front'")
+    return name.strip(), path, label
+
+
+def _tagged(flag: str):
+    """An argparse type that keeps which flag gave a value, so --subject and --view share one ordered list."""
+    return lambda text: (flag, text)
 
 
 def _add_generate_args(p: argparse.ArgumentParser) -> None:
@@ -57,10 +81,16 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--vision-encoder", help="CLIP/SigLIP vision folder, needed by adapters with MFI")
     g.add_argument("--model-config", help="named DiT config to check against (e.g. wan2.1-t2v-1.3b); default: inferred")
     g = p.add_argument_group("references")
-    g.add_argument("--subject", action="append", default=[], metavar="NAME=IMG[@LABEL],...",
-                   help="one subject and its views; LABEL is front/left/back/right or a yaw in degrees (repeatable)")
+    g.add_argument("--subject", dest="views", action="append", default=[], type=_tagged("--subject"),
+                   metavar="NAME=IMG[@LABEL],...",
+                   help="one subject and its views; LABEL is front/left/back/right or a yaw in degrees (repeatable; "
+                        "a file name with a comma needs --view)")
+    g.add_argument("--view", dest="views", action="append", type=_tagged("--view"), metavar="NAME=PATH[@LABEL]",
+                   help="one more view of subject NAME; PATH is taken whole, commas and '@' included, except a "
+                        "last '@LABEL' that is a view label (end with '@' to keep one in the name) (repeatable)")
     g.add_argument("--frontal", action="append", default=[], metavar="NAME=INDEX",
-                   help="which view of a subject is frontal (0-based; default: the one labelled front, else the first)")
+                   help="which view of a subject is frontal (0-based; default: the labelled view within 45 degrees "
+                        "of front, else the first unlabelled view, else the labelled view nearest front)")
     d = ReferenceSettings()  # the defaults, shown in the help; an adapter's own settings replace them
     g.add_argument("--slots-per-subject", type=int, help=f"view slots per subject (default: adapter's, else {d.slots_per_subject})")
     g.add_argument("--empty-slot-mode", choices=option_values(EmptySlotMode),
@@ -81,11 +111,13 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, default=50)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--shift", type=float, default=5.0, help="sigma shift (Wan: 5 for 480p, 3 for 720p 14B)")
-    g.add_argument("--solver", choices=["unipc", "euler", "heun"], default="unipc")
+    g.add_argument("--solver", choices=SOLVER_NAMES, default=SOLVER_NAMES[0])
     g.add_argument("--ref-scale", type=float, default=5.0, help="reference guidance scale (Phantom default 5.0)")
     g.add_argument("--text-scale", type=float, default=7.5, help="text guidance scale (Phantom default 7.5)")
     g.add_argument("--max-batch-passes", type=int, help="guidance passes per model call (default: all at once)")
-    g.add_argument("--fps", type=float, default=16.0)
+    g.add_argument("--skip-memory-check", action="store_true",
+                   help="run even when the memory estimate says one model call cannot fit (e.g. with swap)")
+    g.add_argument("--fps", type=float, default=16.0, help="frames per second of the video, > 0 (default 16, as Wan)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     g.add_argument("--dtype", choices=DTYPES, default=None, help="DiT precision (default: bf16 on GPU, fp32 on CPU)")
     g.add_argument("--out", required=True, help="output .mp4")
@@ -136,26 +168,71 @@ def _quiet_library_progress_bars() -> None:
         pass
 
 
+def _missing_image(path: str, name: str) -> MVS2VError:
+    """The error for a reference image that does not exist, reading a mistyped label as one."""
+    head, at, label = path.rpartition("@")
+    if at and Path(head).is_file():
+        parse_view_label(label)  # the image exists without the suffix: say what is wrong with the label
+    hint = ""
+    if "@" in Path(path).name:
+        hint = (" (the text after its last '@' is not a view label, so it was read as part of the file name: "
+                "labels are front/left/back/right or degrees)")
+    return MVS2VError(f"reference image {path} of subject {name!r} does not exist{hint}")
+
+
 def subjects_from_args(args: argparse.Namespace) -> list:
-    """``--subject`` / ``--frontal`` as pipeline subjects; every image must exist."""
+    """``--subject`` / ``--view`` / ``--frontal`` as pipeline subjects; every image must exist.
+
+    Subjects come in the order they are first named; a subject's views in command-line order.
+    """
     from .pipeline.generate import SubjectInput
 
+    views: dict[str, tuple[list[str], list[str | None]]] = {}
+    declared: set[str] = set()
+    for flag, text in args.views:
+        if flag == "--subject":
+            name, paths, labels = parse_subject(text)
+            if name in declared:
+                raise MVS2VError(f"subject names must be unique: --subject {name}=... is given twice "
+                                 f"(add views to one subject with --view {name}=PATH)")
+            declared.add(name)
+        else:
+            name, path, label = parse_view(text)
+            paths, labels = [path], [label]
+        got = views.setdefault(name, ([], []))
+        got[0].extend(paths)
+        got[1].extend(labels)
     subjects = []
-    for text in args.subject:
-        name, paths, labels = parse_subject(text)
-        for pth in paths:
-            if not Path(pth).is_file():
-                raise MVS2VError(f"reference image {pth} of subject {name!r} does not exist")
+    for name, (paths, labels) in views.items():
+        missing = next((pth for pth in paths if not Path(pth).is_file()), None)
+        if missing is not None:
+            raise _missing_image(missing, name)
         subjects.append(SubjectInput(name, paths, labels if any(labels) else None))
-    names = [s.name for s in subjects]
-    if len(set(names)) != len(names):
-        raise MVS2VError(f"subject names must be unique, got {names}")
+    names = list(views)
     for text in args.frontal:
         name, _, idx = text.partition("=")
         if name not in names or not idx.strip().lstrip("-").isdigit():
             raise MVS2VError(f"--frontal {text!r} must be NAME=INDEX for a given subject ({', '.join(names) or 'none'})")
         subjects[names.index(name)].frontal = int(idx)
     return subjects
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Every number of ``generate`` checked, right after parsing and before any file is read: the
+    :class:`~mvs2v_core.pipeline.generate.GenerationSettings` (reference settings still to come)."""
+    from .pipeline.generate import GenerationSettings
+
+    if not math.isfinite(args.fps) or args.fps <= 0:
+        raise MVS2VError(f"--fps {args.fps:g} must be a finite number > 0 (frames per second of the video; Wan: 16)")
+    if not math.isfinite(args.lora_strength):
+        raise MVS2VError(f"--lora-strength {args.lora_strength:g} must be a finite number (1.0: as trained)")
+    reference_settings_from_args(args, None)  # the reference flags' own values; the adapter's come later
+    return GenerationSettings(
+        prompt=args.prompt, negative_prompt=args.negative_prompt, width=args.width, height=args.height,
+        frames=args.frames, steps=args.steps, seed=args.seed, shift=args.shift, solver=args.solver,
+        ref_scale=args.ref_scale, text_scale=args.text_scale, max_batch_passes=args.max_batch_passes,
+        check_memory=not args.skip_memory_check,
+    )
 
 
 def model_files_from_args(args: argparse.Namespace):
@@ -189,26 +266,21 @@ def run_generate(args: argparse.Namespace) -> dict:
     """``mvs2v generate``: flags -> pipeline API -> video file; returns the timings and output paths."""
     from dataclasses import replace
 
-    from .pipeline.generate import GenerationSettings, MVS2VPipeline, layout_for
+    from .pipeline.generate import MVS2VPipeline, layout_for
+    from .pipeline.outputs import check_video_output  # before any model loads: a bad --out costs nothing
 
     t_start = time.perf_counter()
+    settings = settings_from_args(args)  # every value first: a typo costs no model load
     subjects = subjects_from_args(args)
-    out = Path(args.out)
-    if out.suffix.lower() != ".mp4":
-        raise MVS2VError(f"--out {out} must end in .mp4")
+    out = check_video_output(args.out, args.frames, args.width, args.height, args.lossless, args.save_latents)
     files = model_files_from_args(args)
     adapter = files.load_adapter()  # small: its settings are checked before any large file is read
     references = reference_settings_from_args(args, adapter.metadata.references if adapter is not None else None)
     if subjects:
         layout_for(subjects, references.slots_per_subject)
+    settings = replace(settings, references=references)
     _quiet_library_progress_bars()
     pipe = MVS2VPipeline.from_files(replace(files, adapter=adapter), device=args.device, dtype=args.dtype)
-    settings = GenerationSettings(
-        prompt=args.prompt, negative_prompt=args.negative_prompt, width=args.width, height=args.height,
-        frames=args.frames, steps=args.steps, seed=args.seed, shift=args.shift, solver=args.solver,
-        ref_scale=args.ref_scale, text_scale=args.text_scale, references=references,
-        max_batch_passes=args.max_batch_passes,
-    )
     bar, on_step = _sampling_bar(args.steps)
     try:
         result = pipe.generate(settings, subjects, progress=on_step)
@@ -228,16 +300,32 @@ def run_generate(args: argparse.Namespace) -> dict:
     return {"timings": timings, "outputs": outputs}
 
 
+def _safetensors_metadata(path: Path) -> dict:
+    """The metadata of a ``.safetensors`` file; one line (not a SafetensorError traceback) when it is
+    empty, truncated, damaged or a pickle under that name."""
+    from safetensors import safe_open
+
+    from .model.loading import check_safetensors_file
+
+    check_safetensors_file(path)  # pickle / GGUF / empty / bad header, each in its own words
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 - SafetensorError is not importable by a stable name
+        raise CheckpointError(f"{path} is damaged or not a safetensors file: {exc}; if it was downloaded, "
+                              "download it again") from None
+
+
 def run_info(path: str) -> None:
+    """``mvs2v info``: an adapter's metadata, or the config inferred from a DiT checkpoint's headers."""
     p = Path(path)
     if not p.exists():
         raise MVS2VError(f"{path} does not exist")
-    from safetensors import safe_open
+    from .safe_files import refuse_pickle
 
-    if p.is_file() and p.suffix == ".safetensors":
-        with safe_open(str(p), "pt") as f:
-            meta = f.metadata() or {}
-        if meta.get("format") == "mvs2v-adapter":
+    refuse_pickle(p, "file")  # by name (.pth...) or by its bytes, even when named .safetensors
+    if p.is_file() and p.suffix.lower() == ".safetensors":
+        if _safetensors_metadata(p).get("format") == "mvs2v-adapter":
             from .adapter import load_adapter
 
             print(load_adapter(p).metadata.to_json())
@@ -255,8 +343,8 @@ def run_info(path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         if args.command == "generate":
             run_generate(args)
         elif args.command == "info":
@@ -266,6 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MVS2VError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Outputs are written atomically: a stop leaves finished files whole and no partial ones.
+        print("\ninterrupted (Ctrl-C): stopped; no partial output was left", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -18,3 +18,7 @@ class CheckpointError(MVS2VError):
 
 class AdapterMismatchError(MVS2VError):
     """An adapter file made for another model, position scheme or layout."""
+
+
+class OutputError(MVS2VError):
+    """An output location that cannot be written (a folder, no permission, no space), or a failed write."""

@@ -41,7 +41,7 @@ _NAMES = {
     "parse_view_label": "references.layout",
     "register_component": "pipeline.components", "write_declaration": "pipeline.components",
     "write_mp4": "pipeline.video_io", "write_lossless_mp4": "pipeline.video_io", "read_video": "pipeline.video_io",
-    "video_pixel_format": "pipeline.video_io",
+    "video_pixel_format": "pipeline.video_io", "check_output_folder": "pipeline.outputs",
     "WanConfig": "model.config", "WanDiT": "model.transformer",
     "GenerationSettings": "pipeline.generate", "ModelFiles": "pipeline.generate", "MVS2VPipeline": "pipeline.generate",
     "SubjectInput": "pipeline.generate", "ReferenceSettings": "references.settings",

@@ -11,7 +11,8 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mvs2v eval``."""
     parser.add_argument("--video", required=True, help="the generated video (.mp4 or any file PyAV reads)")
     parser.add_argument("--sample", required=True, help="the toy sample folder it was generated for (holds truth.json)")
-    parser.add_argument("--out", required=True, help="folder for metrics.json, strip.png and eval_plot.png")
+    parser.add_argument("--out", required=True,
+                        help="folder for metrics.json, strip.png and eval_plot.png (created if missing)")
     parser.add_argument("--extractor", default="toy",
                         help="features for S_v->r / S_r->v: 'toy' (default; fixed colour-layout features) or a local "
                              "DINOv2 / CLIP transformers folder")

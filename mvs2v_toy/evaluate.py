@@ -39,6 +39,7 @@ from ._core import (
     MVS2VError,
     as_float_frames,
     atomic_write,
+    check_output_folder,
     psnr,
     psnr_per_frame,
     reference_similarity,
@@ -277,6 +278,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         require_matplotlib()  # fail before the work, not after it
     if not Path(args.video).is_file():
         raise MVS2VError(f"--video {args.video} does not exist")
+    out = check_output_folder(args.out, "--out", ("metrics.json", "strip.png", "eval_plot.png"))
     truth = load_truth(args.sample)
     references = _parse_views(args.views, [o.name for o in truth.scene.objects])
     extractor = load_feature_extractor(args.extractor, device=args.eval_device)
@@ -290,16 +292,18 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
               "blurs face colours and lowers PSNR, face accuracy and crosstalk scores. Write generated toy videos "
               "losslessly (mvs2v_core.pipeline.video_io.write_lossless_mp4) to measure the model, not the mp4 codec.",
               file=sys.stderr)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(_json_ready(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    refs = [v.image for views in details.references for v in views]
-    write_strip(out / "strip.png", refs, details.generated, details.truth.frames)
     files = {"metrics": str(out / "metrics.json"), "strip": str(out / "strip.png")}
-    if not args.no_plot:
-        write_plot(out / "eval_plot.png", result)
-        files["plot"] = str(out / "eval_plot.png")
+    try:
+        with atomic_write(out / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(_json_ready(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        refs = [v.image for views in details.references for v in views]
+        write_strip(out / "strip.png", refs, details.generated, details.truth.frames)
+        if not args.no_plot:
+            write_plot(out / "eval_plot.png", result)
+            files["plot"] = str(out / "eval_plot.png")
+    except OSError as exc:  # the folder passed the check, then filled up or changed: one line, not a traceback
+        raise MVS2VError(f"--out {out}: could not write the results ({exc.strerror or exc}); free some space "
+                         "or choose another folder") from exc
     rs = result["reference_similarity"]
     fa = result["face_accuracy"]["value"]
     ct = result["crosstalk"]

@@ -2,9 +2,13 @@
 
 Every other node file goes through these functions, so a change in ComfyUI is fixed here.
 
-Checked against (read in the code and run end to end with tests/comfyui/):
+Checked against (read in the code and run end to end with tests/comfyui/, in CI through
+scripts/comfyui_tests.sh; one environment for both versions, Python 3.11, CPU with ``--cpu``):
     ComfyUI 0.3.64 (Comfy-Org/ComfyUI a125cd84, 2025-10-12)
     ComfyUI 0.33.0 (mirror yzkee/ComfyUI 783545f6, 2026-08-22)
+    torch 2.13.0 (PyPI's CUDA build), torchvision 0.28.0, torchaudio 2.11.1
+    comfyui-frontend-package 1.49.6 (0.33.0's pin, served to both; 0.3.64 asks for 1.27.10): the tests
+    use the HTTP API and check that web/mvs2v.js is served, no browser runs the frontend
 
 What is used, and why it is public enough to rely on:
     * ``ModelPatcher.clone()``, ``add_wrapper_with_key`` / ``remove_wrappers_with_key`` with

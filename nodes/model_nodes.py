@@ -23,12 +23,16 @@ DEFAULTS = ReferenceSettings()  # node defaults are the contract's
 
 
 def _adapter_path(name: str) -> str:
-    """The adapter file, only from the registered mvs2v model folders (safetensors only)."""
+    """The adapter file, only from the registered mvs2v model folders (safetensors only).
+
+    The typed name must stay inside a folder (no ``..``, absolute names...); symbolic links the
+    server's owner placed in the folder are followed wherever they lead (models on another disk).
+    """
     if not isinstance(name, str) or not name.lower().endswith(".safetensors"):
         raise MVS2VError(f"adapter {name!r} is not a .safetensors file; mvs2v adapters are only loaded from safetensors")
     for folder in compat.adapter_folders():
         try:
-            path = support.resolve_under(folder, name, "adapter file")
+            path = support.resolve_under(folder, name, "adapter file", follow_links=True)
         except MVS2VError as e:
             if "does not exist" in str(e):
                 continue

@@ -14,8 +14,9 @@ without a ComfyUI install is unit-tested here:
 The reference-token pieces of the patch (positions, proxies, timesteps) are not here: the patch
 runs the same :mod:`mvs2v_core.references.tokens` code as the core DiT.
 
-ComfyUI images are ``[N, H, W, 3]`` float tensors in [0, 1]; masks ``[N, H, W]`` in [0, 1] where 1
-marks the subject (what ComfyUI's background-removal nodes output).
+ComfyUI images are ``[N, H, W, 3]`` float tensors in [0, 1] (``[N, H, W, 4]`` with alpha: composited
+onto white, as image files with transparency are); masks ``[N, H, W]`` in [0, 1] where 1 marks the
+subject (what ComfyUI's background-removal nodes output). NaN or infinite pixels are an error.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 import torch
 
 from ..mvs2v_core.errors import MVS2VError
-from ..mvs2v_core.pipeline.images import GRAY, WHITE, letterbox
+from ..mvs2v_core.pipeline.images import GRAY, WHITE, decode_image, letterbox
 from ..mvs2v_core.references.layout import (
     VIEW_LABELS,
     ReferenceLayout,
@@ -46,7 +47,7 @@ try:
 except ImportError as exc:  # pragma: no cover - Pillow is a hard dependency
     raise ImportError("mvs2v needs Pillow: pip install pillow") from exc
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MAX_SUBJECTS = 16
 
 __all__ = [
@@ -86,7 +87,8 @@ class SubjectViews:
             views of different sizes, as a reference folder gives).
         labels: per view, a view label / yaw (see :func:`parse_view_label`) or None (unlabelled).
         frontal: index of the frontal view among the N views (MFI uses it), or None for the default
-            (the view labelled front / nearest yaw 0, else the first).
+            (the view labelled within 45 degrees of front, else the first unlabelled view, else
+            the labelled view nearest front).
         masks: ``[N, H, W]`` in [0, 1] (1 = subject), a tuple of per-view masks (None entries for
             views without one), or None; pixels outside the subject turn white.
     """
@@ -126,13 +128,37 @@ def parse_view_labels(text: str | None, count: int) -> list[Any]:
     return labels
 
 
+def _first_non_finite(batch: torch.Tensor) -> int | None:
+    """Index of the first row of ``batch`` holding NaN or inf, or None."""
+    bad = ~torch.isfinite(batch.reshape(batch.shape[0], -1)).all(dim=1)
+    return int(bad.nonzero()[0, 0]) if bool(bad.any()) else None
+
+
+def _rgb_on_white(image: torch.Tensor) -> torch.Tensor:
+    """``[..., 3 or 4]`` float -> ``[..., 3]`` in [0, 1]; a 4th (alpha) channel is composited onto white."""
+    rgb = image[..., :3].clamp(0, 1)
+    if image.shape[-1] == 4:  # RGBA: transparent -> white, like image files with alpha
+        alpha = image[..., 3:].clamp(0, 1)
+        rgb = rgb * alpha + (1.0 - alpha)
+    return rgb
+
+
 def _check_image_batch(images: Any, what: str) -> torch.Tensor:
+    """An IMAGE batch ``[N, H, W, 3|4]`` -> float ``[N, H, W, 3]`` on CPU, alpha composited onto white.
+
+    ``what`` names the subject in messages; a view with NaN / inf pixels is refused by its index.
+    """
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (3, 4):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise MVS2VError(f"{what} must be an IMAGE batch [views, height, width, 3], got {shape}")
     if images.shape[0] < 1:
         raise MVS2VError(f"{what} is an empty batch: connect at least one image")
-    return images[..., :3].float().clamp(0, 1).cpu()
+    imgs = images.detach().float().cpu()
+    bad = _first_non_finite(imgs)
+    if bad is not None:
+        raise MVS2VError(f"{what}: view {bad} (counted from 0) has NaN or infinite pixel values; fix the node "
+                         "that made the image (e.g. a division by zero) or clamp it before MV-S2V")
+    return _rgb_on_white(imgs)
 
 
 def make_subject(
@@ -156,9 +182,14 @@ def make_subject(
     if masks is not None:
         if not isinstance(masks, torch.Tensor) or masks.ndim not in (2, 3):
             raise MVS2VError(f"subject {name!r}: the mask must be a MASK [views, height, width]")
-        mask_t = masks.float().clamp(0, 1).cpu()
+        mask_t = masks.detach().float().cpu()
         if mask_t.ndim == 2:
             mask_t = mask_t[None]
+        bad = _first_non_finite(mask_t)
+        if bad is not None:
+            raise MVS2VError(f"subject {name!r}: mask {bad} (counted from 0) has NaN or infinite values; "
+                             "fix the node that made the mask")
+        mask_t = mask_t.clamp(0, 1)
         if mask_t.shape[0] == 1 and n > 1:
             mask_t = mask_t.expand(n, -1, -1)
         if mask_t.shape[0] != n:
@@ -234,8 +265,12 @@ def describe_layout(layout: ReferenceLayout) -> list[dict]:
 
 
 def view_to_pil(image: torch.Tensor, mask: torch.Tensor | None = None) -> Image.Image:
-    """``[H, W, 3]`` in [0, 1] (+ optional ``[H, W]`` subject mask) -> an RGB PIL image on white."""
-    img = image.float().clamp(0, 1)
+    """``[H, W, 3]`` (or ``[H, W, 4]`` with alpha) in [0, 1] (+ optional ``[H, W]`` subject mask) -> an
+    RGB PIL image on white. NaN / inf pixels are refused (make_subject names the subject and view)."""
+    img = image.detach().float().cpu()
+    if not bool(torch.isfinite(img).all()):
+        raise MVS2VError("a reference view has NaN or infinite pixel values; fix the node that made the image")
+    img = _rgb_on_white(img)
     if mask is not None:
         m = mask.float().clamp(0, 1)[..., None]
         img = img * m + (1.0 - m)  # outside the subject -> white, as Phantom's references
@@ -301,6 +336,22 @@ def _check_size(width: int, height: int) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _empty_tile(size: int, mode: str) -> Image.Image:
+    """An empty slot's preview tile: hatched gray, a red cross and what the empty-slot mode puts there.
+
+    Drawn on its own ``size`` x ``size`` image (pasted into the grid) so the hatching and the text
+    are clipped to the cell and never spill into a neighbouring one.
+    """
+    tile = Image.new("RGB", (size, size), (150, 150, 150))
+    draw = ImageDraw.Draw(tile)
+    for k in range(-size, size, 12):  # hatching
+        draw.line((k, 0, k + size, size - 1), fill=(120, 120, 120))
+    draw.line((0, 0, size - 1, size - 1), fill=(200, 40, 40), width=3)
+    draw.line((0, size - 1, size - 1, 0), fill=(200, 40, 40), width=3)
+    draw.text((6, size // 2 - 6), f"empty ({mode})", fill=(255, 255, 255))
+    return tile
+
+
 def preview_grid(ref_set: ReferenceSet, cell: int = 160) -> torch.Tensor:
     """An IMAGE ``[1, rows*cell', cols*cell, 3]`` with one row per subject and one column per slot.
 
@@ -316,19 +367,13 @@ def preview_grid(ref_set: ReferenceSet, cell: int = 160) -> torch.Tensor:
     for i, slot in enumerate(info):
         r, c = divmod(i, cols)
         x0, y0 = c * cell, r * (cell + label_h)
-        box = (x0 + 2, y0 + 2, x0 + cell - 3, y0 + cell - 3)
         if slot["filled"]:
             subj = ref_set.subjects[r]
             mask = subj.masks[slot["source"]] if subj.masks is not None else None
             tile = letterbox(view_to_pil(subj.images[slot["source"]], mask), cell - 4, cell - 4, WHITE)
             canvas.paste(tile, (x0 + 2, y0 + 2))
         else:
-            draw.rectangle(box, fill=(150, 150, 150))
-            for k in range(-cell, cell, 12):  # hatching: empty slot
-                draw.line((x0 + 2 + k, y0 + 2, x0 + 2 + k + cell, y0 + cell - 3), fill=(120, 120, 120))
-            draw.line((box[0], box[1], box[2], box[3]), fill=(200, 40, 40), width=3)
-            draw.line((box[0], box[3], box[2], box[1]), fill=(200, 40, 40), width=3)
-            draw.text((x0 + 8, y0 + cell // 2 - 6), f"empty ({ref_set.empty_slot_mode})", fill=(255, 255, 255))
+            canvas.paste(_empty_tile(cell - 4, str(ref_set.empty_slot_mode)), (x0 + 2, y0 + 2))
         star = "*" if slot["frontal"] and slot["filled"] else ""
         text = f"{slot['subject']} · {slot['view']}{star}"
         draw.text((x0 + 4, y0 + cell + 3), text[: max(4, cell // 7)], fill=(235, 235, 235))
@@ -410,15 +455,24 @@ class EncodedReferences:
 _DRIVE_RE = re.compile(r"^[a-zA-Z]:")
 
 
-def resolve_under(root: str | os.PathLike, user_path: str, what: str = "path") -> Path:
-    """Resolve a name typed into a workflow strictly inside ``root``.
+def resolve_under(root: str | os.PathLike, user_path: str, what: str = "path", *, follow_links: bool) -> Path:
+    """Resolve a name typed into a workflow inside ``root``.
 
-    Refused, each with a message naming the rule: empty names, absolute paths (``/x``, ``C:\\x``,
-    ``\\\\server``), any ``..`` component, backslashes, NUL bytes, and anything whose real path (after
-    following symlinks) leaves ``root``. The path must exist.
+    The NAME is always confined: empty names, absolute paths (``/x``, ``C:\\x``, ``\\\\server``), any
+    ``..`` component, backslashes and NUL bytes are refused, each with a message naming the rule.
+    Symbolic links are the folder owner's, not the workflow's, so ``follow_links`` says where they
+    may lead:
+
+    * ``follow_links=False`` (ComfyUI's ``input/``, which uploads and other users may fill): a link
+      is followed only while its real path stays inside ``root``; one that leads out is refused.
+    * ``follow_links=True`` (the registered model folders, which only the server's owner fills):
+      links inside ``root`` are followed wherever they lead (model files often live on another
+      disk and are linked in).
+
+    The path must exist.
 
     Returns:
-        The resolved real path (inside the real ``root``).
+        The resolved real path.
     """
     if not isinstance(user_path, str):
         raise MVS2VError(f"the {what} must be text, got {type(user_path).__name__}")
@@ -440,7 +494,7 @@ def resolve_under(root: str | os.PathLike, user_path: str, what: str = "path") -
     real_root = Path(os.path.realpath(root))
     candidate = real_root.joinpath(*parts) if parts else real_root
     real = Path(os.path.realpath(candidate))
-    if real != real_root and real_root not in real.parents:
+    if not follow_links and real != real_root and real_root not in real.parents:
         raise MVS2VError(
             f"the {what} {user_path!r} leads outside {root} (through a symbolic link); that is refused"
         )
@@ -473,7 +527,7 @@ def list_reference_folder(root: str | os.PathLike, folder: str) -> list[tuple[st
     Returns:
         ``[(subject name, [(image path, view label or None), ...]), ...]``.
     """
-    base = resolve_under(root, folder, "reference folder")
+    base = resolve_under(root, folder, "reference folder", follow_links=False)
     if not base.is_dir():
         raise MVS2VError(f"the reference folder {folder!r} is a file; give a folder with one subfolder per subject")
     rel_base = os.path.relpath(base, os.path.realpath(root))
@@ -481,7 +535,8 @@ def list_reference_folder(root: str | os.PathLike, folder: str) -> list[tuple[st
     for entry in sorted(os.listdir(base)):
         if entry.startswith("."):
             continue
-        sub = resolve_under(root, f"{rel_base}/{entry}" if rel_base != "." else entry, "subject folder")
+        sub = resolve_under(root, f"{rel_base}/{entry}" if rel_base != "." else entry, "subject folder",
+                            follow_links=False)
         if not sub.is_dir():
             continue
         views = []
@@ -489,7 +544,7 @@ def list_reference_folder(root: str | os.PathLike, folder: str) -> list[tuple[st
             if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
                 continue
             rel = os.path.relpath(sub / name, os.path.realpath(root))
-            path = resolve_under(root, rel.replace(os.sep, "/"), "reference image")
+            path = resolve_under(root, rel.replace(os.sep, "/"), "reference image", follow_links=False)
             if path.is_file():
                 views.append((path, label_from_filename(name)))
         if views:
@@ -505,23 +560,13 @@ def list_reference_folder(root: str | os.PathLike, folder: str) -> list[tuple[st
 def load_image_tensor(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | None]:
     """An image file -> ``([H, W, 3] in [0, 1], alpha mask [H, W] or None)``.
 
-    Only the image decoder (Pillow) reads the file; nothing in it is executed.
+    Decoded by core's single decoder (:func:`mvs2v_core.pipeline.images.decode_image`: every Pillow
+    mode, 16-bit and float images scaled from their real range, NaN refused), so a reference folder
+    gives the same pixels as ``mvs2v generate``. Only Pillow's decoders read the file; messages name
+    the file, not the server's folders.
     """
-    try:
-        with Image.open(path) as img:
-            img.load()
-            has_alpha = img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info)
-            rgba = img.convert("RGBA") if has_alpha else None
-            rgb = img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise MVS2VError(f"cannot read {Path(path).name!r} as an image ({exc}); use PNG, JPEG or WebP") from None
-    pixels = _pil_to_tensor(rgb)
-    mask = None
-    if rgba is not None:
-        w, h = rgba.size
-        alpha = torch.frombuffer(bytearray(rgba.tobytes()), dtype=torch.uint8).view(h, w, 4)[..., 3]
-        mask = alpha.float() / 255.0
-    return pixels, mask
+    decoded = decode_image(path, name=Path(path).name)
+    return decoded.rgb, decoded.alpha
 
 
 def subject_from_folder(name: str, views: Sequence[tuple[Path, str | None]]) -> SubjectViews:

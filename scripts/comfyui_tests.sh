@@ -6,10 +6,9 @@
 #   either run fails, or if any test was skipped (a skip here means the integration was not tested).
 #
 # Environment (all optional):
-#   MVS2V_COMFYUI_CACHE  where the ComfyUI venv and the test weights live (default ~/.cache/mvs2v-comfyui)
+#   MVS2V_COMFYUI_CACHE  where the ComfyUI venv lives (default ~/.cache/mvs2v-comfyui)
 #   MVS2V_COMFYUI_TREES  folder holding the ComfyUI trees 0.3.64/ and 0.33.0/ (default <repo>/../shared/comfyui)
 #   MVS2V_TORCH_VERSION  torch version, as in scripts/env.sh (default 2.13.0)
-#   MVS2V_TEST_CACHE     the tests' cache of random Wan VAEs (default $MVS2V_COMFYUI_CACHE/test-weights)
 #   MVS2V_PYTHON         the Python that makes the venv (default python3)
 #
 # One venv serves both ComfyUI versions, and it also runs pytest (so the tests' own torch and ComfyUI's
@@ -34,7 +33,6 @@ TEMPLATES_PIN="comfyui-workflow-templates==0.1.95"
 VERSIONS_ALL=(0.3.64 0.33.0)
 VENV="$CACHE/venv"
 PY="$VENV/bin/python"
-export MVS2V_TEST_CACHE="${MVS2V_TEST_CACHE:-$CACHE/test-weights}"
 
 # ---- arguments -----------------------------------------------------------------------------------
 versions=("${VERSIONS_ALL[@]}")
@@ -42,12 +40,16 @@ if [ $# -gt 0 ]; then
   case "$1" in
     all) shift ;;
     0.3.64|0.33.0) versions=("$1"); shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     -*) ;;  # no version given: the rest are pytest arguments
     *) echo "unknown ComfyUI version '$1' (expected 0.3.64, 0.33.0 or all)" >&2; exit 2 ;;
   esac
 fi
-TREES="$(cd "$TREES" 2>/dev/null && pwd)" || { echo "ComfyUI trees not found: ${MVS2V_COMFYUI_TREES:-$ROOT/../shared/comfyui}" >&2; exit 2; }
+TREES="$(cd "$TREES" 2>/dev/null && pwd)" || {
+  echo "ComfyUI trees not found at ${MVS2V_COMFYUI_TREES:-$ROOT/../shared/comfyui}: the real-ComfyUI tests need" \
+       "the unmodified trees 0.3.64/ and 0.33.0/ there (CI has them in ../shared/comfyui), or set MVS2V_COMFYUI_TREES" >&2
+  exit 2
+}
 for v in "${VERSIONS_ALL[@]}"; do  # the venv is made from both trees' requirements, whichever runs
   [ -f "$TREES/$v/main.py" ] || { echo "no ComfyUI $v at $TREES/$v" >&2; exit 2; }
 done

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, MVS2VError
-from ..safe_files import refuse_pickle, refuse_pickle_folder
+from ..safe_files import nonfinite_summary, refuse_pickle, refuse_pickle_folder, require_finite
 from .config import NAMED_CONFIGS, WanConfig, infer_config, named_config
 from .convert import (
     DIFFUSERS,
@@ -319,6 +319,10 @@ class _Source:
     def load(self, key: str) -> torch.Tensor:
         raise NotImplementedError
 
+    def origin(self, key: str) -> str:
+        """The file holding ``key`` (for messages that name one tensor)."""
+        return self.describe()
+
     def describe(self) -> str:
         if not self.names:
             return "the state dict"
@@ -357,6 +361,9 @@ class _FileSource(_Source):
                 self.dtype_names[k] = dname
                 self.meta[k] = torch.empty(shape, dtype=_SAFETENSORS_DTYPES.get(dname, torch.uint8), device="meta")
 
+    def origin(self, key: str) -> str:
+        return str(self._paths[key])
+
     def load(self, key: str) -> torch.Tensor:
         try:
             return self._where[key].get_tensor(key)  # type: ignore[attr-defined]
@@ -379,6 +386,9 @@ class _DictSource(_Source):
 
     def load(self, key: str) -> torch.Tensor:
         return self._sd[key]
+
+    def origin(self, key: str) -> str:
+        return "the given state dict"
 
 
 def read_state_dict(path_or_paths: PathArg | Sequence[PathArg], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -799,8 +809,38 @@ def _load_tensors(src: "_Source", keys: _Keys, expected: dict[str, tuple], keep_
         scale_key = next((module + s for s in WEIGHT_SCALE_SUFFIXES if module and module + s in keys.scales), None)
         scale = src.load(keys.scales[scale_key]) if scale_key else None
         final[k] = _materialize(k, t, scale, _target_dtype(k, dtype, keep_fp32)).to(device)
+        # One pass over the fewer bytes: a plain upcast (bf16 -> fp32) cannot make a finite value
+        # inf; a scale or a narrowing cast (fp32 -> fp16) can, so those are checked after.
+        upcast = scale is None and t.dtype not in FP8_DTYPES and t.element_size() < final[k].element_size()
+        if nonfinite_summary(t if upcast else final[k]) is not None:
+            _refuse_nonfinite(src, stored, t, keys.scales[scale_key] if scale_key else None, scale, final[k])
         del t
     return final, stored_dtypes
+
+
+def _refuse_nonfinite(src: "_Source", stored: str, t: torch.Tensor, scale_key: str | None,
+                      scale: torch.Tensor | None, loaded: torch.Tensor) -> None:
+    """Raise for a loaded weight holding NaN / inf, naming the stored tensor at fault.
+
+    Only called on the error path: finds whether the fp8 scale, the stored weight, or the cast to
+    the compute dtype (values beyond float16's range) made it non-finite.
+    """
+    where = src.origin(stored)
+    if scale is not None and scale_key is not None:  # an inf scale is the culprit, not the weight it multiplies
+        require_finite(scale_key, scale, src.origin(scale_key))
+    require_finite(stored, t, where)
+    # The stored values are finite: the cast to the compute dtype (or the fp8 scale) overflowed.
+    w = t.detach().cpu().to(torch.float64)  # float64 on the CPU: the true magnitude, on any device
+    if scale is not None:
+        w = _apply_scale(stored, w, scale.cpu().to(torch.float64))
+    largest = float(w.abs().max())
+    fix = ("load the model in bf16 or fp32 (fp16 holds at most 65504)" if loaded.dtype == torch.float16
+           else "the file is damaged or was saved from a diverged training run; re-export or re-download it")
+    raise CheckpointError(
+        f"{where}: tensor {stored!r} holds values too large for {str(loaded.dtype).replace('torch.', '')} "
+        f"(largest magnitude {largest:.4g}), which become inf when loaded: {fix}"
+    )
+
 
 __all__ = [
     "DIFFUSERS",

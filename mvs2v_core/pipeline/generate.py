@@ -8,6 +8,7 @@ three-pass guidance contrasts no references / references / references + prompt.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ from ..references.conditioning import ReferenceConditioning
 from ..references.layout import ReferenceLayout
 from ..references.mfi import MFIProjector
 from ..references.settings import ReferenceSettings
-from ..sampling.guidance import CFGGuidance, Condition, Guidance, NoGuidance, PhantomGuidance
+from ..sampling.guidance import CFGGuidance, Condition, Guidance, NoGuidance, PhantomGuidance, phantom_weights
 from ..sampling.sampler import make_noise, sample
 from .images import gray_image, letterbox, load_image, to_tensor
+from .memory import ForwardMemory, check_forward_memory, forward_memory, uses_math_attention
 
 
 @dataclass
@@ -59,6 +61,57 @@ class GenerationSettings:
     text_scale: float = 7.5
     references: ReferenceSettings | None = None  # None: the adapter's settings, else the defaults
     max_batch_passes: int | None = None
+    check_memory: bool = True  # refuse up front a size whose memory estimate is clearly above what is free
+
+    def __post_init__(self) -> None:
+        check_generation_settings(self)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _require_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise MVS2VError(f"{_flag(name)} must be an integer {bound}, got {value!r}")
+
+
+def _require_number(name: str, value: Any, low: float, inclusive: bool, hint: str) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or (value == low and not inclusive):
+        bound = f">= {low:g}" if inclusive else f"> {low:g}"
+        raise MVS2VError(f"{_flag(name)} must be a finite number {bound}, got {value!r}: {hint}")
+
+
+def check_generation_settings(s: GenerationSettings) -> None:
+    """Refuse values no model can use, before any model is loaded.
+
+    Whether width / height / frames suit the VAE's factors needs the VAE (:func:`check_video_size`);
+    whether the size fits in memory needs the DiT (:mod:`~mvs2v_core.pipeline.memory`).
+    """
+    from ..sampling.solvers import SOLVERS
+
+    for name in ("prompt", "negative_prompt"):
+        if not isinstance(getattr(s, name), str):
+            raise MVS2VError(f"{_flag(name)} must be text, got {type(getattr(s, name)).__name__}")
+    for name in ("width", "height", "frames", "steps"):
+        _require_int(name, getattr(s, name), 1)
+    _require_int("seed", s.seed, 0, 2**64 - 1)
+    if s.max_batch_passes is not None:
+        _require_int("max_batch_passes", s.max_batch_passes, 1)
+    _require_number("shift", s.shift, 0.0, False, "Wan uses 5 for 480p, 3 for 720p")
+    for name in ("ref_scale", "text_scale"):
+        _require_number(name, getattr(s, name), 0.0, True, "1 turns guidance off; Phantom uses 5 and 7.5")
+    if s.solver not in SOLVERS:
+        raise MVS2VError(f"--solver {s.solver!r} is unknown: use one of {', '.join(sorted(SOLVERS))}")
+
+
+def guidance_passes(settings: GenerationSettings, has_references: bool) -> int:
+    """Model passes per step: Phantom's three with references (zero-weight ones skipped), else CFG's two."""
+    if has_references:
+        return sum(w != 0.0 for w in phantom_weights(settings.ref_scale, settings.text_scale))
+    return 1 if settings.text_scale in (0.0, 1.0) else 2
 
 
 @dataclass(frozen=True)
@@ -120,19 +173,36 @@ class GenerationResult:
 
     def save(self, path: str | os.PathLike, fps: float, lossless: bool, latents: bool = False) -> dict[str, str]:
         """Write the video (lossless RGB or H.264), and with ``latents`` the final latents next to it
-        (``<name>.latents.safetensors``); both atomically. Returns ``{"video": ..., ["latents": ...]}``."""
+        (``<name>.latents.safetensors``); both atomically. Returns ``{"video": ..., ["latents": ...]}``.
+
+        Sampling is never lost to a failed write: if the video cannot be written (no permission, a
+        full disk, a folder at ``path``), the frames (uint8 ``[F, H, W, 3]``, key ``frames``) and the
+        latents are kept in ``<name>.frames.safetensors`` next to it, else in the system temp dir,
+        and the :class:`~mvs2v_core.errors.OutputError` raised names that file and the reason.
+        """
+        from ..errors import OutputError
         from ..utils import save_safetensors_atomic
-        from .video_io import write_lossless_mp4, write_mp4
+        from .outputs import describe_os_error, keep_frames_after
+        from .video_io import frames_to_uint8, write_lossless_mp4, write_mp4
 
         out = Path(path)
-        if lossless:
-            write_lossless_mp4((self.video * 255).round().to(torch.uint8).numpy(), out, fps)
-        else:
-            write_mp4(self.video, out, fps=fps)
+        frames = frames_to_uint8(self.video)  # refuses NaN frames before anything is written
+        try:
+            if lossless:
+                write_lossless_mp4(frames.numpy(), out, fps)
+            else:
+                write_mp4(frames, out, fps=fps)
+        except MVS2VError as exc:  # any failure after the frames passed their check: keep them
+            raise keep_frames_after(exc, frames, out, {"latents": self.latents},
+                                    {"fps": str(fps), "video": str(out)}) from exc
         written = {"video": str(out)}
         if latents:
             lat_path = out.with_suffix(".latents.safetensors")
-            save_safetensors_atomic({"latents": self.latents.contiguous()}, lat_path)
+            try:
+                save_safetensors_atomic({"latents": self.latents.contiguous()}, lat_path)
+            except (OSError, OutputError) as exc:
+                reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+                raise OutputError(f"Wrote the video '{out}' but not the latents '{lat_path}': {reason}.") from exc
             written["latents"] = str(lat_path)
         return written
 
@@ -318,23 +388,25 @@ class MVS2VPipeline:
         progress: Callable[[dict], None] | None = None,
     ) -> GenerationResult:
         s = settings
+        check_generation_settings(s)  # again: the dataclass may have been changed since it was made
         timings: dict[str, float] = {}
         sf, tf = self.vae.spatial_factor, self.vae.temporal_factor
         ph, pw = self.dit.config.patch_size[1:]
         check_video_size(s.width, s.height, s.frames, sf * max(ph, pw), tf)
+        refs = self.resolve_references(s.references)
+        layout = layout_for(subjects, refs.slots_per_subject) if subjects else None
+        if s.check_memory:  # before any encoder runs: a size that cannot fit costs nothing
+            check_forward_memory(*self.estimate_memory(s, layout, refs), self.device)
         t0 = time.perf_counter()
 
         ctx = self.encode_text([s.prompt, s.negative_prompt])
         pos_ctx, neg_ctx = ctx[:1], ctx[1:]
         timings["text_encode"] = time.perf_counter() - t0
 
-        layout = None
         ref_lat = None
         neg_ref_ctx = neg_noref_ctx = None
         t1 = time.perf_counter()
-        refs = self.resolve_references(s.references)
-        if subjects:
-            layout = layout_for(subjects, refs.slots_per_subject)
+        if layout is not None:
             images = self.reference_images(subjects, layout, s.width, s.height)
             ref_lat = self.encode_references(images)
             if self.mfi is not None:
@@ -374,6 +446,26 @@ class MVS2VPipeline:
         timings["total"] = time.perf_counter() - t0
         frames = ((video[0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)
         return GenerationResult(frames, latents.cpu(), layout, timings)
+
+    def estimate_memory(
+        self, settings: GenerationSettings, layout: ReferenceLayout | None, references: ReferenceSettings
+    ) -> tuple[ForwardMemory, ForwardMemory]:
+        """Peak memory of one DiT forward of this generation (see :mod:`~mvs2v_core.pipeline.memory`):
+        ``(as it will run, with one pass per call)``. Under CUDA with no ``max_batch_passes`` the
+        sampler halves the passes per call on an out-of-memory error, so both are the single pass."""
+        s, cfg = settings, self.dit.config
+        sf, tf = self.vae.spatial_factor, self.vae.temporal_factor
+        pt, ph, pw = cfg.patch_size
+        per_frame = (s.height // sf // ph) * (s.width // sf // pw)
+        slots = len(layout.kept_slots(references.empty_slot_mode)) if layout is not None else 0
+        tokens = (1 + (s.frames - 1) // tf) // pt * per_frame + slots * per_frame
+        passes = guidance_passes(s, layout is not None)
+        batch = min(passes, s.max_batch_passes or passes)
+        if s.max_batch_passes is None and self.device.type == "cuda":
+            batch = 1  # CUDA raises OutOfMemoryError, on which the sampler halves the batch (the CPU does not)
+        math_attention = uses_math_attention(self.device, self.dit.dtype, cfg.head_dim)
+        first, single = (forward_memory(cfg, tokens, n, self.dit.dtype, math_attention) for n in (batch, 1))
+        return first, single
 
     def _guidance(
         self,

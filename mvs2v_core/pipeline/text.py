@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import CheckpointError, MVS2VError
-from ..safe_files import refuse_pickle, refuse_pickle_folder
+from ..safe_files import refuse_pickle, refuse_pickle_folder, require_all_finite
 
 __all__ = ["TextEncoder", "load_text_encoder", "pad_context", "clean_prompt"]
 
@@ -247,4 +247,5 @@ def load_text_encoder(path: str | os.PathLike, device: str | torch.device = "cpu
     model = model.to(device=device)
     if next(model.parameters()).dtype != dtype:
         model = model.to(dtype=dtype)
+    require_all_finite(model.state_dict(), model_dir)  # a NaN context would be blamed on dtype after sampling
     return TextEncoder(model, tokenizer, source=str(model_dir))

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, MVS2VError
-from ..safe_files import refuse_pickle, refuse_pickle_folder
+from ..safe_files import refuse_pickle, refuse_pickle_folder, require_all_finite
 
 __all__ = ["WanVAE", "load_vae", "WAN22_LATENTS_MEAN", "WAN22_LATENTS_STD"]
 
@@ -484,6 +484,7 @@ def _load_single_file(path: Path, device: str | torch.device, dtype: torch.dtype
         raise CheckpointError(f"'{path}' is not a Wan VAE: none of the expected keys "
                               f"({_ORIGINAL_MARKERS[0]!r}, {_DIFFUSERS_MARKERS[1]!r}) were found (first keys: "
                               f"{sample}). Expected {_EXPECTED}. Is this a DiT or text-encoder file?")
+    require_all_finite(sd, path)  # NaN / inf would decode into a black or NaN video, named here instead
     if layout == "original":
         sd = _convert_original(sd, path)
     cfg = infer_config(sd, path, latents_stats)
@@ -511,6 +512,7 @@ def _load_diffusers_folder(folder: Path, device: str | torch.device, dtype: torc
                                                  torch_dtype=dtype, low_cpu_mem_usage=False)
     except Exception as exc:
         raise CheckpointError(f"Cannot load the diffusers VAE folder '{folder}': {exc}") from exc
+    require_all_finite(model.state_dict(), folder)
     return WanVAE(model.to(device=device), source=str(folder))
 
 

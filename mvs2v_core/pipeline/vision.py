@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError
+from ..safe_files import require_all_finite
 
 # CLIP's published normalisation; used when the folder has no preprocessor_config.json.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -82,4 +83,5 @@ def load_vision_encoder(path: str | os.PathLike, device: str | torch.device = "c
         mean = tuple(info.get("image_mean", mean))
         std = tuple(info.get("image_std", std))
     vision_cfg = getattr(model.config, "vision_config", model.config)
+    require_all_finite(model.state_dict(), p)
     return VisionEncoder(model.to(device, dtype), int(vision_cfg.image_size), mean, std)

@@ -13,6 +13,7 @@ layout order (subject-major, slot-minor); each slot is one latent frame of ``h x
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -23,23 +24,42 @@ VIEW_LABELS: dict[str, float] = {"front": 0.0, "left": 90.0, "back": 180.0, "rig
 
 
 def parse_view_label(value: str | float | int | None) -> float | None:
-    """Turn ``"front"``/``"left"``/``"back"``/``"right"`` or a number of degrees into a yaw in [0, 360)."""
+    """Turn ``"front"``/``"left"``/``"back"``/``"right"`` or a number of degrees into a yaw in [0, 360).
+
+    ``None`` and ``""`` mean "unlabelled". NaN and infinite yaws are refused: ``nan % 360`` is NaN,
+    and a NaN yaw would silently land in the front slot.
+    """
     if value is None:
         return None
     if isinstance(value, (int, float)):
-        return float(value) % 360.0
-    text = str(value).strip().lower()
-    if text == "":
-        return None
-    if text in VIEW_LABELS:
-        return VIEW_LABELS[text]
-    try:
-        return float(text.rstrip("°").removesuffix("deg")) % 360.0
-    except ValueError:
+        yaw = float(value)
+    else:
+        text = str(value).strip().lower()
+        if text == "":
+            return None
+        if text in VIEW_LABELS:
+            return VIEW_LABELS[text]
+        try:
+            yaw = float(text.rstrip("°").removesuffix("deg"))
+        except ValueError:
+            raise MVS2VError(
+                f"view label {value!r} is not understood: use one of {', '.join(VIEW_LABELS)} "
+                "or a yaw angle in degrees such as 45"
+            ) from None
+    if not math.isfinite(yaw):
         raise MVS2VError(
-            f"view label {value!r} is not understood: use one of {', '.join(VIEW_LABELS)} "
+            f"view label {value!r} is not a finite angle: use one of {', '.join(VIEW_LABELS)} "
             "or a yaw angle in degrees such as 45"
-        ) from None
+        )
+    return yaw % 360.0
+
+
+def is_view_label(text: str) -> bool:
+    """Whether ``text`` is a label :func:`parse_view_label` accepts (a name or a finite yaw), not ``""``."""
+    try:
+        return parse_view_label(text) is not None
+    except MVS2VError:
+        return False
 
 
 def canonical_yaw(slot: int, slots_per_subject: int) -> float:
@@ -158,8 +178,9 @@ class ReferenceLayout:
                 or None for unlabelled.
             slots_per_subject: K, the fixed number of slots per subject.
             names: subject names (default ``subject1``, ``subject2``, ...).
-            frontal: per subject, the index of the frontal view among the views given (default:
-                the view labelled front / yaw nearest 0, else the first view).
+            frontal: per subject, the index of the frontal view among the views given. Default:
+                the labelled view nearest 0 deg when it is within 45 deg (one labelled ``front``),
+                else the first unlabelled view, else the labelled view nearest 0 deg.
         """
         subjects = []
         for i, views in enumerate(views_per_subject):
@@ -203,11 +224,24 @@ class ReferenceLayout:
         }
 
 
+# A labelled view counts as frontal when it is nearer the front than any side (strictly under 45 deg).
+FRONTAL_TOLERANCE = 45.0
+
+
 def _default_frontal(yaws: list[float | None]) -> int:
-    known = [(i, _angle_distance(y, 0.0)) for i, y in enumerate(yaws) if y is not None]
-    if known:
-        return min(known, key=lambda t: t[1])[0]
-    return 0
+    """The default frontal view: see :meth:`ReferenceLayout.build`.
+
+    An unlabelled view's yaw is unknown, so it may well be the front; a view labelled ``back`` or
+    ``left`` is known not to be, so an unlabelled view is preferred over it.
+    """
+    known = [(_angle_distance(y, 0.0), i) for i, y in enumerate(yaws) if y is not None]
+    near = min(known, default=None)
+    if near is not None and near[0] < FRONTAL_TOLERANCE:
+        return near[1]
+    unlabelled = [i for i, y in enumerate(yaws) if y is None]
+    if unlabelled:
+        return unlabelled[0]
+    return near[1] if near is not None else 0
 
 
 def _assign_slots(yaws: list[float | None], k: int, name: str) -> list[int]:

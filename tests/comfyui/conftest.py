@@ -2,14 +2,16 @@
 
 Set ``COMFYUI_DIR`` to a ComfyUI checkout and, when ComfyUI has its own virtualenv,
 ``COMFYUI_PYTHON`` to that Python (default: the Python running pytest). Without ``COMFYUI_DIR``
-every test here is skipped with that reason (ComfyUI is not on the package registries, so CI
-cannot install it).
+every test here is skipped with that reason (so the README's test command runs without ComfyUI);
+``scripts/comfyui_tests.sh``, which CI runs, sets both for the unmodified ComfyUI trees in
+``../shared/comfyui`` and fails if any test is skipped.
 
 Weights are written by the tests: tiny Wan-layout DiTs (dim 128 = one 128-wide head, text width
 4096, so ComfyUI's own detection takes them for Wan2.1 T2V / Wan2.2 TI2V 5B; the two Wan2.2 A14B
 experts have the Wan2.1 T2V layout, and ComfyUI loads them as such), mvs2v adapters, and
-Wan VAEs with the real architecture (ComfyUI fixes the VAE width) and random weights, cached in
-``MVS2V_TEST_CACHE`` (default ``~/.cache/mvs2v-comfyui-tests``) because the Wan2.2 one is 1.4 GB.
+Wan VAEs with the real architecture (ComfyUI fixes the VAE width) and deterministic pseudo-random
+weights, stored as strided views of short vectors in ``.pt`` files of a few MB (see write_vae.py),
+so each server start writes them afresh instead of caching 1.6 GB of safetensors.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ DIT_WAN21 = "mvs2v_test_wan21_t2v.safetensors"
 DIT_WAN22_5B = "mvs2v_test_wan22_ti2v_5b.safetensors"
 DIT_WAN22_A14B_HIGH = "mvs2v_test_wan22_t2v_a14b_high_noise.safetensors"
 DIT_WAN22_A14B_LOW = "mvs2v_test_wan22_t2v_a14b_low_noise.safetensors"
-VAE_WAN21 = "mvs2v_test_wan21_vae.safetensors"
-VAE_WAN22 = "mvs2v_test_wan22_vae.safetensors"
+VAE_WAN21 = "mvs2v_test_wan21_vae.pt"  # .pt: see write_vae.py for why not safetensors
+VAE_WAN22 = "mvs2v_test_wan22_vae.pt"
 ADAPTER = "mvs2v_test_adapter_jump.safetensors"
 TINY_VISION_WIDTH = 64  # testing_pack.TINY_VISION_CONFIG hidden_size
 
@@ -140,16 +142,10 @@ def write_reference_images(input_dir: Path, size: int) -> None:
             draw_view(view, size=size + 16, shape=shape).save(folder / f"{view}.png")
 
 
-def cached_vae(version: str) -> Path:
-    cache = Path(os.environ.get("MVS2V_TEST_CACHE", Path.home() / ".cache" / "mvs2v-comfyui-tests"))
-    cache.mkdir(parents=True, exist_ok=True)
-    out = cache / (VAE_WAN21 if version == "2.1" else VAE_WAN22)
-    if not out.exists():
-        tmp = out.with_suffix(".partial")
-        subprocess.run([comfy_python(), str(HERE / "write_vae.py"), COMFYUI_DIR, str(tmp), version], check=True,
-                       timeout=900)
-        tmp.rename(out)
-    return out
+def write_test_vaes(vae_dir: Path) -> None:
+    """Write the Wan2.1 and Wan2.2 test VAEs into ``vae_dir`` with ComfyUI's Python (it builds them)."""
+    subprocess.run([comfy_python(), str(HERE / "write_vae.py"), COMFYUI_DIR, str(vae_dir / VAE_WAN21),
+                    str(vae_dir / VAE_WAN22)], check=True, timeout=300)
 
 
 # ---- the server ----------------------------------------------------------------------------------
@@ -219,8 +215,7 @@ def comfy_server(tmp_path_factory) -> ComfyServer:
     write_tiny_dit(base / "models/diffusion_models" / DIT_WAN22_A14B_HIGH, 16, seed=3)
     write_tiny_dit(base / "models/diffusion_models" / DIT_WAN22_A14B_LOW, 16, seed=4)
     write_test_adapter(base / "models/mvs2v" / ADAPTER)
-    for version, name in (("2.1", VAE_WAN21), ("2.2", VAE_WAN22)):
-        (base / "models/vae" / name).symlink_to(cached_vae(version))
+    write_test_vaes(base / "models/vae")
     write_reference_images(base / "input", 64)
     yaml = base / "extra_model_paths.yaml"
     yaml.write_text(

@@ -1,5 +1,6 @@
 """Packaging rules: core never imports ComfyUI, imports itself relatively, stays light to import;
-no torch pin for ComfyUI users; .ci/run calls the README's test command."""
+no torch pin for ComfyUI users; .ci/run calls the README's test command, the real-ComfyUI tests
+and the registry check, which the publish workflow runs too."""
 
 from __future__ import annotations
 
@@ -70,6 +71,23 @@ def test_ci_runs_the_readme_test_command():
     test_command = commands[1]
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert test_command in ci
+
+
+def test_ci_runs_the_registry_check_and_the_real_comfyui_tests_after_the_suite():
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    steps = ["./scripts/test.sh", "./scripts/validate_pack.sh", "./scripts/comfyui_tests.sh all"]
+    assert all(step in ci for step in steps), ci
+    assert [ci.index(step) for step in steps] == sorted(ci.index(step) for step in steps)
+    for step in steps:
+        script = ROOT / step.split()[0]
+        assert script.stat().st_mode & 0o111, f"{script} is not executable"
+
+
+def test_publish_workflow_validates_the_pack_with_the_ci_script():
+    workflow = (ROOT / ".github" / "workflows" / "publish.yml").read_text()
+    validate, publish = workflow.index("scripts/validate_pack.sh"), workflow.index("publish-node-action")
+    assert validate < publish
+    assert "pip install comfy-cli" not in workflow  # one pinned comfy-cli, installed by the script
 
 
 def test_package_data_ships_every_file_of_the_bundled_demo_model():

@@ -557,3 +557,10 @@ def test_auto_batching_falls_back_when_memory_runs_out():
                               text_scale=3.0, max_batch_passes=3)
     with pytest.raises(torch.OutOfMemoryError):
         guided_velocity(model_fn, g_fixed, x, torch.zeros(1))
+
+
+def test_solver_names_for_the_command_line_are_the_solvers():
+    from mvs2v_core.sampling import SOLVER_NAMES
+    from mvs2v_core.sampling.solvers import SOLVERS
+
+    assert sorted(SOLVER_NAMES) == sorted(SOLVERS)

@@ -98,6 +98,67 @@ def test_same_size_uint8_views_pass_unchanged():
     assert torch.equal(px[0], img[0])
 
 
+def test_rgba_image_batch_is_composited_on_white_like_the_folder_loader(tmp_path):
+    """A 4-channel IMAGE keeps its alpha: transparent pixels turn white (not black), half alpha blends."""
+    rgba = torch.zeros(1, 32, 32, 4)
+    rgba[..., 0] = 1.0                # red ...
+    rgba[:, 8:24, 8:24, 3] = 1.0      # ... opaque only in the middle
+    rgba[:, 0, 0, 3] = 0.5            # one half-transparent pixel
+    subject = cs.make_subject("x", rgba)
+    assert subject.images.shape == (1, 32, 32, 3)
+    px, _ = cs.slot_pixels(cs.build_reference_set([subject], 1, "gray"), 32, 32)
+    assert torch.all(px[0, 2, 2] == 1.0) and torch.equal(px[0, 16, 16], torch.tensor([1.0, 0.0, 0.0]))
+    assert abs(float(px[0, 0, 0, 1]) - 0.5) <= 1 / 255
+    # the same picture as a PNG in a reference folder gives the same slot
+    arr = (rgba[0] * 255).round().to(torch.uint8).numpy()
+    Image.fromarray(arr, "RGBA").save(tmp_path / "front.png")
+    pixels, alpha = cs.load_image_tensor(tmp_path / "front.png")
+    folder = cs.SubjectViews("x", (pixels,), (None,), None, (alpha,))
+    from_file, _ = cs.slot_pixels(cs.build_reference_set([folder], 1, "gray"), 32, 32)
+    assert torch.allclose(from_file, px, atol=1 / 255)
+    assert cs.view_to_pil(rgba[0]).getpixel((2, 2)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_pixels_are_an_error_naming_subject_and_view(bad):
+    imgs = _views(3)
+    imgs[2, 5, 5, 1] = bad
+    with pytest.raises(MVS2VError, match=r"subject 'cat'.*view 2 .*NaN or infinite") as exc:
+        cs.make_subject("cat", imgs)
+    assert "\n" not in str(exc.value)
+    rgba = torch.ones(2, 8, 8, 4)
+    rgba[1, 0, 0, 3] = bad  # in the alpha channel too
+    with pytest.raises(MVS2VError, match="view 1 "):
+        cs.make_subject("cat", rgba)
+    mask = torch.ones(3, 40, 60)
+    mask[1, 0, 0] = bad
+    with pytest.raises(MVS2VError, match=r"subject 'cat': mask 1 .*NaN"):
+        cs.make_subject("cat", _views(3), masks=mask)
+    with pytest.raises(MVS2VError, match="NaN or infinite"):
+        cs.view_to_pil(imgs[2])
+
+
+def test_reference_folder_reads_wide_images_and_refuses_nan(tmp_path):
+    """16-bit PNGs are scaled (not white), float TIFFs are read, a NaN TIFF is a one-line error."""
+    import numpy as np
+
+    folder = tmp_path / "refs" / "cat"
+    folder.mkdir(parents=True)
+    g16 = np.array([[0, 257 * 100], [65535, 257 * 200]], dtype=np.uint16)
+    Image.frombytes("I;16", (2, 2), g16.tobytes()).save(folder / "front.png")
+    Image.fromarray(np.array([[0.0, 0.25], [0.5, 1.0]], dtype=np.float32)).save(folder / "back.tif")
+    listing = cs.list_reference_folder(tmp_path, "refs")
+    assert [p.name for p, _ in listing[0][1]] == ["back.tif", "front.png"]
+    subject = cs.subject_from_folder(*listing[0])
+    assert torch.allclose(subject.images[1][..., 0], torch.tensor([[0, 100], [255, 200]]) / 255.0, atol=1e-6)
+    assert torch.allclose(subject.images[0][..., 2], torch.tensor([[0.0, 0.25], [0.5, 1.0]]))
+    assert subject.masks is None
+    Image.fromarray(np.array([[0.0, np.nan]], dtype=np.float32)).save(folder / "left.tif")
+    with pytest.raises(MVS2VError, match=r"'left.tif' is a float image with 1 NaN") as exc:
+        cs.load_image_tensor(folder / "left.tif")
+    assert str(tmp_path) not in str(exc.value)  # the server's folders stay private
+
+
 def test_frontal_pixels_follow_the_frontal_view():
     imgs = torch.stack([torch.zeros(32, 32, 3), torch.ones(32, 32, 3)])
     rs = cs.build_reference_set([cs.make_subject("x", imgs, "left, front")], 4, "gray")
@@ -114,6 +175,21 @@ def test_preview_grid_shows_every_slot():
     info = cs.describe_layout(rs.layout)
     assert [d["view"] for d in info[:4]] == ["front", "left", "back", "right"]
     assert [d["filled"] for d in info] == [True, False, True, False, True, False, False, False]
+
+
+def test_preview_hatching_stays_inside_empty_cells():
+    """A filled cell's pixels are exactly its letterboxed view, even between two empty cells."""
+    cell = 64
+    red = torch.zeros(1, 40, 60, 3)
+    red[..., 0] = 1.0
+    rs = cs.build_reference_set([cs.make_subject("a", torch.cat([red, red]), "front,back")], 4, "proxy")
+    grid = cs.preview_grid(rs, cell=cell)[0]
+    expected = cs._pil_to_tensor(cs.letterbox(cs.view_to_pil(red[0]), cell - 4, cell - 4))
+    for col in (0, 2):  # slot 1 (left) and slot 3 (right) are empty, hatched and labelled
+        x0 = col * cell
+        assert torch.equal(grid[2:cell - 2, x0 + 2:x0 + cell - 2], expected), col
+        border = torch.tensor([40, 40, 40]) / 255.0
+        assert torch.allclose(grid[2:cell - 2, x0 + cell - 2:x0 + cell], border.expand(cell - 4, 2, 3)), col
 
 
 # ---- caching keys --------------------------------------------------------------------------------
@@ -164,24 +240,69 @@ def input_root(tmp_path: Path) -> Path:
     ("refs\x00", "NUL"),
     ("missing", "does not exist"),
 ])
-def test_resolve_under_refuses(input_root, name, rule):
+@pytest.mark.parametrize("follow_links", [False, True])
+def test_resolve_under_refuses(input_root, name, rule, follow_links):
+    """Typed names stay confined under both link rules (input/ and the model folders)."""
     with pytest.raises(MVS2VError, match=rule):
-        cs.resolve_under(input_root, name, "reference folder")
+        cs.resolve_under(input_root, name, "reference folder", follow_links=follow_links)
 
 
 def test_resolve_under_refuses_symlinks_out(input_root):
     (input_root / "escape").symlink_to(input_root.parent / "secret", target_is_directory=True)
     with pytest.raises(MVS2VError, match="outside"):
-        cs.resolve_under(input_root, "escape", "reference folder")
+        cs.resolve_under(input_root, "escape", "reference folder", follow_links=False)
     (input_root / "refs" / "cat" / "link.png").symlink_to(input_root.parent / "secret" / "front.png")
     with pytest.raises(MVS2VError, match="outside"):
         cs.list_reference_folder(input_root, "refs")
 
 
 def test_resolve_under_accepts_inside_and_inner_symlinks(input_root):
-    assert cs.resolve_under(input_root, "refs/cat", "folder") == (input_root / "refs" / "cat").resolve()
+    got = cs.resolve_under(input_root, "refs/cat", "folder", follow_links=False)
+    assert got == (input_root / "refs" / "cat").resolve()
     (input_root / "alias").symlink_to(input_root / "refs", target_is_directory=True)
-    assert cs.resolve_under(input_root, "alias/cat/front.png", "image").is_file()
+    assert cs.resolve_under(input_root, "alias/cat/front.png", "image", follow_links=False).is_file()
+
+
+def test_model_folder_links_to_another_disk_are_followed(tmp_path):
+    """models/mvs2v/x.safetensors -> /other/disk/x.safetensors is the server owner's link: allowed."""
+    models, other = tmp_path / "models" / "mvs2v", tmp_path / "other_disk"
+    models.mkdir(parents=True)
+    (other / "sub").mkdir(parents=True)
+    (other / "a.safetensors").write_bytes(b"x")
+    (other / "sub" / "b.safetensors").write_bytes(b"y")
+    (models / "a.safetensors").symlink_to(other / "a.safetensors")
+    (models / "linked").symlink_to(other / "sub", target_is_directory=True)
+    got = cs.resolve_under(models, "a.safetensors", "adapter file", follow_links=True)
+    assert got == (other / "a.safetensors").resolve()
+    assert cs.resolve_under(models, "linked/b.safetensors", "adapter file", follow_links=True).read_bytes() == b"y"
+    # the same links are refused under the input/ rule, and typed names stay confined under both
+    with pytest.raises(MVS2VError, match="outside"):
+        cs.resolve_under(models, "a.safetensors", "adapter file", follow_links=False)
+    for name, rule in (("../../other_disk/a.safetensors", r"'\.\.'"), (str(other / "a.safetensors"), "absolute"),
+                       ("linked\\b.safetensors", "backslash"), ("a.safetensors\x00", "NUL")):
+        with pytest.raises(MVS2VError, match=rule):
+            cs.resolve_under(models, name, "adapter file", follow_links=True)
+    (models / "dangling.safetensors").symlink_to(other / "gone.safetensors")
+    with pytest.raises(MVS2VError, match="does not exist"):
+        cs.resolve_under(models, "dangling.safetensors", "adapter file", follow_links=True)
+
+
+def _follow_links_args(path: Path, function: str) -> list:
+    """The ``follow_links=`` values of every ``resolve_under`` call inside ``function`` of ``path``."""
+    tree = ast.parse(path.read_text())
+    func = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function)
+    calls = [n for n in ast.walk(func) if isinstance(n, ast.Call)
+             and getattr(n.func, "attr", getattr(n.func, "id", "")) == "resolve_under"]
+    return [next(ast.literal_eval(k.value) for k in c.keywords if k.arg == "follow_links") for c in calls]
+
+
+def test_adapter_names_use_the_model_folder_rule_and_inputs_the_input_rule():
+    """Each caller states its rule: adapters (model folders) follow links, reference folders do not.
+
+    (model_nodes.py imports ComfyUI, so its source is read, not run.)
+    """
+    assert _follow_links_args(REPO / "nodes" / "model_nodes.py", "_adapter_path") == [True]
+    assert _follow_links_args(REPO / "nodes" / "support.py", "list_reference_folder") == [False] * 3
 
 
 def test_reference_folder_reads_subjects_and_labels(input_root):

@@ -139,3 +139,27 @@ def test_hf_extractor_on_a_tiny_local_model(kind: str, tmp_path: Path) -> None:
     ext.batch_size = 2  # batching does not change the result
     assert torch.allclose(ext(images), f, atol=1e-5)
     assert np.isfinite(f.numpy()).all()
+
+
+def test_run_eval_out_must_be_a_folder_checked_before_the_work(sample: Path, tmp_path: Path) -> None:
+    existing = tmp_path / "results.json"
+    existing.write_text("{}")
+    missing_sample = str(tmp_path / "no-such-sample")  # evaluating first would fail on this instead
+    with pytest.raises(MVS2VError, match=r"^--out .*results\.json is an existing file, not a folder; give a folder"):
+        run_eval(eval_args("--video", str(sample / "video.mp4"), "--sample", missing_sample, "--out", str(existing),
+                           "--no-plot"))
+    assert existing.read_text() == "{}"
+
+
+def test_run_eval_write_failure_is_one_line(sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from mvs2v_toy import _core
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_core, "write_strip", full_disk, raising=False)
+    with pytest.raises(MVS2VError, match=r"^--out .*: could not write the results \(No space left on device\)"):
+        run_eval(eval_args("--video", str(sample / "video.mp4"), "--sample", str(sample), "--out",
+                           str(tmp_path / "e"), "--no-plot"))

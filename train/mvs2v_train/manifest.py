@@ -17,23 +17,27 @@ A row::
 
 A view's ``label`` is ``front``/``left``/``back``/``right`` or a yaw in degrees (``yaw`` is the
 same as a numeric label); a view with ``"frontal": true`` is the subject's frontal view (default:
-the view labelled front / nearest yaw 0, else the first). Views go into the subject's view slots
+the view labelled within 45 degrees of front, else the first unlabelled view, else the labelled view
+nearest front; see :meth:`~mvs2v_core.references.layout.ReferenceLayout.build`). Views go into the subject's view slots
 exactly as :meth:`mvs2v_core.references.layout.ReferenceLayout.build` places them at inference.
 A row may have no subjects: it then trains plain text-to-video (keeps the base model's prior).
 
 ``latents`` files are safetensors with a ``latents`` tensor ``[C, F, H, W]`` (or ``[1, C, F, H, W]``),
 already normalised like :meth:`mvs2v_core.pipeline.vae.WanVAE.encode` returns them.
 
-Relative paths are resolved from the manifest's folder.
+Relative paths are resolved from the manifest's folder. The manifest is UTF-8 (a leading byte-order
+mark is allowed); a line with bytes that are not UTF-8 is a bad row (its line and byte offset are
+listed) and the other rows still load.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.references.layout import ReferenceLayout, parse_view_label
@@ -41,6 +45,7 @@ from mvs2v_core.references.layout import ReferenceLayout, parse_view_label
 ROW_KEYS = {"id", "video", "latents", "caption", "subjects", "split", "quality", "tags", "meta"}
 SUBJECT_KEYS = {"name", "views"}
 VIEW_KEYS = {"image", "label", "yaw", "frontal"}
+_UNDECODED = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte that is not UTF-8
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,34 @@ def parse_row(text: str, line: int, base: Path, slots_per_subject: int) -> Sampl
     )
 
 
+def _manifest_lines(path: Path) -> Iterator[tuple[int, str, int]]:
+    """``(line number, text, byte offset of the line in the file)`` per line, never raising on bad bytes.
+
+    Bytes that are not UTF-8 become lone surrogates (``surrogateescape``) so one bad byte spoils one
+    row, not the whole manifest; :func:`_check_utf8` turns them into that row's problem. Lines end
+    at ``\\n``, ``\\r\\n`` or ``\\r`` as in text mode, and re-encoding a line gives back its exact bytes.
+    """
+    offset = 0
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        for line_no, text in enumerate(f, start=1):
+            size = len(text.encode("utf-8", "surrogateescape"))
+            if line_no == 1 and text.startswith("\ufeff"):  # a byte-order mark (Windows editors)
+                text = text[1:]
+            yield line_no, text, offset
+            offset += size
+
+
+def _check_utf8(text: str, offset: int) -> None:
+    """Raise naming the first byte of ``text`` that was not UTF-8 (a surrogate from ``surrogateescape``)."""
+    bad = _UNDECODED.search(text)
+    if bad is None:
+        return
+    column = len(text[: bad.start()].encode("utf-8", "surrogateescape"))
+    byte = ord(bad.group()) - 0xDC00
+    raise MVS2VError(f"not valid UTF-8: byte 0x{byte:02x} at byte {column} of the line (byte offset "
+                     f"{offset + column} in the file); save the manifest as UTF-8")
+
+
 def read_manifest(path: str | os.PathLike, slots_per_subject: int, check_files: bool = True) -> ManifestReport:
     """Parse every row; bad rows become ``(line, reason)`` problems instead of exceptions.
 
@@ -242,32 +275,35 @@ def read_manifest(path: str | os.PathLike, slots_per_subject: int, check_files: 
     p = Path(path)
     if not p.is_file():
         raise MVS2VError(f"manifest {str(p)!r} not found: set data.manifest to your JSONL file")
+    with open(p, "rb") as f:
+        if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):  # every row would be garbage: say why once
+            raise MVS2VError(f"manifest {str(p)!r} is UTF-16 text; save it as UTF-8 (one JSON object per line)")
     base = p.resolve().parent
     samples: list[Sample] = []
     problems: list[tuple[int, str]] = []
     ids: dict[str, int] = {}
     total = 0
-    with open(p, encoding="utf-8") as f:
-        for line_no, text in enumerate(f, start=1):
-            if not text.strip() or text.lstrip().startswith("#"):
+    for line_no, text, offset in _manifest_lines(p):
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        total += 1
+        try:
+            _check_utf8(text, offset)
+            sample = parse_row(text, line_no, base, slots_per_subject)
+        except MVS2VError as e:
+            problems.append((line_no, str(e)))
+            continue
+        if sample.id in ids:
+            problems.append((line_no, f"id {sample.id!r} is already used on line {ids[sample.id]}"))
+            continue
+        if check_files:
+            missing = [f for f in sample.files() if not f.is_file()]
+            if missing:
+                problems.append((line_no, f"file not found: {missing[0]}"
+                                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")))
                 continue
-            total += 1
-            try:
-                sample = parse_row(text, line_no, base, slots_per_subject)
-            except MVS2VError as e:
-                problems.append((line_no, str(e)))
-                continue
-            if sample.id in ids:
-                problems.append((line_no, f"id {sample.id!r} is already used on line {ids[sample.id]}"))
-                continue
-            if check_files:
-                missing = [f for f in sample.files() if not f.is_file()]
-                if missing:
-                    problems.append((line_no, f"file not found: {missing[0]}"
-                                     + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")))
-                    continue
-            ids[sample.id] = line_no
-            samples.append(sample)
+        ids[sample.id] = line_no
+        samples.append(sample)
     return ManifestReport(p, samples, problems, total)
 
 

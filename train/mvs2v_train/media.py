@@ -1,6 +1,7 @@
 """Reading training media: video frames, resolution buckets, reference views and their augmentation.
 
-Reference views go through exactly the preprocessing of inference (:func:`load_image`, then
+Reference views go through exactly the preprocessing of inference (:func:`load_image`, core's
+single image decoder: every Pillow mode, 16-bit and float images scaled, NaN refused; then
 :func:`letterbox` onto a white canvas of the video's size, then :func:`to_tensor`), so a trained
 adapter sees the same kind of reference image in ComfyUI / ``mvs2v generate``. Augmented variants
 (against the copy-paste failure, where the model pastes a reference frame into the video) change
