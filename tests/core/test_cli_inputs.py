@@ -157,8 +157,11 @@ def test_ctrl_c_during_generate_is_one_line(tmp_path, capsys, monkeypatch):
 @pytest.mark.slow
 def test_a_real_sigint_during_sampling_exits_130(tmp_path):
     argv = toy_generate(tmp_path, "--width", "64", "--height", "64", "--frames", "9", "--steps", "1000")
+    # A shell that starts a job in the background makes it ignore SIGINT, and the child inherits that
+    # (then Python installs no KeyboardInterrupt handler): give the child the default disposition back.
     proc = subprocess.Popen([sys.executable, "-m", "mvs2v_core.cli", *argv], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     while "sampling" not in seen and proc.poll() is None:  # the bar shows once the models are loaded
         seen += proc.stderr.read(1)
