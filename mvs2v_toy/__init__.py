@@ -9,6 +9,9 @@
 * :mod:`.vision` -- :class:`ToyVisionEncoder`, patch pixels as MFI features (a core ``VisionEncoderProtocol``).
 * :mod:`.components` -- registers those three with core's component registry (on import).
 * :mod:`.metrics` -- face accuracy on faces the references reveal, two-subject crosstalk.
+* :mod:`.counterfactual`, :mod:`.causal` -- scene versions that differ only in hidden colours, and the
+  causal probes on them (reference use, slot binding, causal crosstalk, hidden-face accuracy).
+* :mod:`.metric_plugins` -- registers the toy metrics and probes in core's metric registry (on import).
 * :mod:`.features` -- :class:`ToyFeatureExtractor`, fixed colour-layout features for ``S_v->r`` / ``S_r->v``.
 * :mod:`.evaluate` -- :func:`evaluate` and :func:`run_eval` (``mvs2v eval``).
 * :mod:`.demo` -- ``mvs2v demo``: the bundled toy model (``assets/toy_demo/``) end to end.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 from ._core import lazy_exports
 from .components import register_components
+from .metric_plugins import register_metrics
 
 _EXPORTS = {
     "ToyCodec": ".codec", "is_toy_codec": ".codec", "load_codec": ".codec", "save_codec": ".codec",
@@ -37,16 +41,20 @@ _EXPORTS = {
     "write_toy_dataset": ".dataset", "save_toy_encoders": ".dataset", "write_lossless_mp4": ".dataset",
     "run_toy_dataset": ".dataset", "add_toy_dataset_args": ".args",
     "face_accuracy": ".metrics", "crosstalk": ".metrics",
+    "hidden_faces": ".counterfactual", "revealed_hidden_faces": ".counterfactual", "recolour_hidden": ".counterfactual",
+    "swap_views": ".counterfactual", "reference_use": ".causal", "slot_binding": ".causal",
+    "causal_crosstalk": ".causal", "hidden_face_accuracy": ".causal",
     "ToyFeatureExtractor": ".features", "load_feature_extractor": ".features",
     "evaluate": ".evaluate", "run_eval": ".evaluate", "add_eval_args": ".eval_args",
     "run_demo": ".demo", "run_random_demo": ".demo",
 }
 
-__all__ = sorted([*_EXPORTS, "register_components"])
+__all__ = sorted([*_EXPORTS, "register_components", "register_metrics"])
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 # Inside ComfyUI nothing is pip-installed, so there are no entry points: importing the package is
-# what makes core's loaders know the toy codec and encoders.
+# what makes core's loaders know the toy codec and encoders, and core's metric registry the toy metrics.
 register_components()
+register_metrics()

@@ -48,9 +48,16 @@ _NAMES = {
     "PSNR_CAP": "evaluation.metrics", "as_float_frames": "evaluation.metrics", "classify_colours": "evaluation.metrics",
     "psnr": "evaluation.metrics", "psnr_per_frame": "evaluation.metrics", "ssim": "evaluation.metrics",
     "reference_similarity": "evaluation.metrics",
+    "Metric": "evaluation.registry", "MetricNotApplicable": "evaluation.registry",
+    "register_metric": "evaluation.registry", "available_metrics": "evaluation.registry",
+    "compute_metrics": "evaluation.registry", "format_metric_table": "evaluation.registry",
+    "get_metric": "evaluation.registry",
+    "bootstrap_ci": "evaluation.stats", "paired_bootstrap_ci": "evaluation.stats",
+    "ratio_bootstrap_ci": "evaluation.stats",
     "FeatureExtractor": "evaluation.features", "HFImageFeatureExtractor": "evaluation.features",
     "require_matplotlib": "evaluation.report", "strip_image": "evaluation.report", "write_plot": "evaluation.report",
-    "write_strip": "evaluation.report",
+    "write_strip": "evaluation.report", "StripRow": "evaluation.report", "frame_indices": "evaluation.report",
+    "write_rows": "evaluation.report",
 }
 
 

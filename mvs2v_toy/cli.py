@@ -1,4 +1,4 @@
-"""The toy world's ``mvs2v`` subcommands: ``demo``, ``eval`` and ``toy-data``.
+"""The toy world's ``mvs2v`` subcommands: ``demo``, ``eval``, ``toy-data`` and ``toy-bench``.
 
 Core's parser calls :func:`register_commands` through the ``mvs2v.cli`` entry point. Only argparse
 is imported here (each command's module is imported when it runs), so ``mvs2v --help`` stays light.
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .args import add_toy_dataset_args
+from .bench_args import add_bench_args
 from .eval_args import add_eval_args
 
 __all__ = ["register_commands"]
@@ -36,8 +37,14 @@ def _run_toy_data(args: argparse.Namespace) -> Any:
     return run_toy_dataset(args)
 
 
+def _run_toy_bench(args: argparse.Namespace) -> Any:
+    from .bench import run_bench_cli
+
+    return run_bench_cli(args)
+
+
 def register_commands(sub: argparse._SubParsersAction) -> None:
-    """Add ``demo``, ``eval`` and ``toy-data`` to ``mvs2v``'s subparsers; each runs through its ``handler``."""
+    """Add ``demo``, ``eval``, ``toy-data`` and ``toy-bench`` to ``mvs2v``'s subparsers; each runs through its ``handler``."""
     demo = sub.add_parser(
         "demo", help="generate a held-out toy-world scene from its multi-view references with the bundled toy model, "
                      "then score it against the ground truth (no downloads)"
@@ -57,3 +64,8 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     toy_data = sub.add_parser("toy-data", help="write a toy-world dataset plus the toy codec and text encoder")
     add_toy_dataset_args(toy_data)
     toy_data.set_defaults(handler=_run_toy_data)
+    bench = sub.add_parser(
+        "toy-bench", help="the causal evaluation suite of a toy model on held-out W1/W2 scenes: reference use, slot "
+                          "binding, crosstalk and per-video metrics with bootstrap intervals (resumable)")
+    add_bench_args(bench)
+    bench.set_defaults(handler=_run_toy_bench)

@@ -31,7 +31,7 @@ import argparse
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,7 +40,7 @@ import numpy as np
 from ._core import MVS2VError, atomic_write, write_lossless_mp4
 from .args import add_toy_dataset_args
 from .truth import DEFAULT_REF_VIEWS, ToyTruth, truth_from_scene, truth_record, view_spec
-from .world import SHAPES, SPEEDS, START_VIEWS, ToyScene, sample_scene
+from .world import REFERENCE_CAMERAS, SHAPES, SPEEDS, START_VIEWS, ToyScene, WorldSpec, sample_scene, world_spec
 
 __all__ = ["write_toy_dataset", "write_lossless_mp4", "write_toy_sample", "scene_for_index", "save_toy_encoders",
            "DatasetSummary", "add_toy_dataset_args", "run_toy_dataset"]
@@ -101,13 +101,36 @@ def write_toy_sample(sample_dir: str | os.PathLike, scene: ToyScene, sample_id: 
 def scene_for_index(seed: int, index: int, width: int = 32, height: int = 32, frames: int = 17,
                     two_object_prob: float = 0.3, shapes: Sequence[str] = SHAPES,
                     start_views: Sequence[str] = tuple(START_VIEWS), speeds: Sequence[str] = tuple(SPEEDS),
-                    elevation: float = 25.0) -> tuple[ToyScene, float]:
-    """Scene ``index`` of the dataset with ``seed``, and the uniform draw that decides its split."""
+                    elevation: float = 25.0, world: WorldSpec | None = None) -> tuple[ToyScene, float]:
+    """Scene ``index`` of the dataset with ``seed``, and the uniform draw that decides its split.
+
+    ``world`` (a hidden-colour world such as W1) replaces the classic world's size and choice
+    arguments with its own."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index)])
     split_draw = float(rng.random())
+    if world is not None and world.name != "classic":
+        return world.sample(rng, frames), split_draw
     scene = sample_scene(rng, width, height, frames, two_object_prob, shapes, start_views, speeds,
                          elevation=elevation)
     return scene, split_draw
+
+
+def hidden_world(name: str, reference_camera: str | None = None, two_object_prob: float | None = None,
+                 shapes: Sequence[str] | None = None) -> WorldSpec:
+    """The :class:`~mvs2v_toy.world.WorldSpec` ``name`` with optional overrides (validated)."""
+    spec = world_spec(name)
+    changes: dict[str, Any] = {}
+    if reference_camera is not None:
+        if reference_camera not in REFERENCE_CAMERAS:
+            raise MVS2VError(f"reference camera {reference_camera!r} is unknown: use {', '.join(REFERENCE_CAMERAS)}")
+        changes["reference_camera"] = reference_camera
+    if two_object_prob is not None:
+        changes["two_object_prob"] = float(two_object_prob)
+    if shapes is not None:
+        if not shapes or any(s not in SHAPES for s in shapes):
+            raise MVS2VError(f"shapes must be a non-empty selection of {list(SHAPES)}, got {list(shapes)}")
+        changes["shapes"] = tuple(shapes)
+    return replace(spec, **changes) if changes else spec
 
 
 def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0, width: int = 32, height: int = 32,
@@ -115,7 +138,8 @@ def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0,
                       ref_views: Sequence[str | float] = DEFAULT_REF_VIEWS, val_fraction: float = 0.1,
                       fps: float = 8.0, shapes: Sequence[str] = SHAPES,
                       start_views: Sequence[str] = tuple(START_VIEWS), speeds: Sequence[str] = tuple(SPEEDS),
-                      elevation: float = 25.0, overwrite: bool = False) -> DatasetSummary:
+                      elevation: float = 25.0, overwrite: bool = False, world: str = "classic",
+                      reference_camera: str | None = None) -> DatasetSummary:
     """Write ``n_samples`` toy samples and ``manifest.jsonl`` under ``out_dir``.
 
     Args:
@@ -132,6 +156,11 @@ def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0,
         shapes, start_views, speeds: restrict the random choices.
         elevation: camera elevation in degrees.
         overwrite: replace an existing ``manifest.jsonl`` in ``out_dir`` (else refuse).
+        world: ``classic`` (the arguments above decide the scenes) or a hidden-colour world of
+            :data:`~mvs2v_toy.world.WORLDS` (``w1``, ``w2``, ``w12``), which decides sizes, shapes,
+            speeds and the two-object share itself (``two_object_prob`` then only applies to ``w12``)
+            and flags each subject's start view (the view frame 0 shows) as its frontal view.
+        reference_camera: override the world's reference camera (``video``, ``augmented``, ``centred``).
 
     Returns:
         A :class:`DatasetSummary`.
@@ -148,6 +177,13 @@ def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0,
     if len(ref_views) > 4:
         warnings.warn(f"{len(ref_views)} reference views per object: the trainer's default slots_per_subject is 4; "
                       "raise it in the training config", stacklevel=2)
+    spec = None
+    if world != "classic":
+        spec = hidden_world(world, reference_camera, two_object_prob if world == "w12" else None,
+                            None if tuple(shapes) == SHAPES else shapes)
+    elif reference_camera not in (None, "centred"):
+        raise MVS2VError("the classic toy world renders centred references; use world='w1'/'w2'/'w12' for "
+                         "the video or augmented reference camera")
     out = Path(out_dir)
     manifest = out / "manifest.jsonl"
     if manifest.exists() and not overwrite:
@@ -160,7 +196,7 @@ def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0,
     digits = max(6, len(str(int(n_samples) - 1)))
     for i in range(int(n_samples)):
         scene, split_draw = scene_for_index(seed, i, width, height, frames, two_object_prob, shapes, start_views,
-                                            speeds, elevation)
+                                            speeds, elevation, spec)
         split = "val" if split_draw < float(val_fraction) else "train"
         sid = f"toy-{i:0{digits}d}"
         rel = Path("samples") / f"{i:0{digits}d}"
@@ -175,6 +211,8 @@ def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0,
                     entry["label"] = ref.label
                 else:
                     entry["yaw"] = ref.yaw
+                if spec is not None and abs((ref.yaw - obj.start_yaw + 180.0) % 360.0 - 180.0) < 1e-6:
+                    entry["frontal"] = True  # the view frame 0 shows: what a single-view model is given
                 views.append(entry)
             subjects.append({"name": obj.name, "views": views})
         tags = ["toy", f"objects-{len(scene.objects)}", *sorted({o.shape for o in scene.objects})]
@@ -185,6 +223,7 @@ def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0,
         n_val += split == "val"
         n_two += len(scene.objects) == 2
     settings = {"format": DATASET_FORMAT, "version": 1, "seed": int(seed), "n_samples": int(n_samples),
+                "world": world, "reference_camera": spec.reference_camera if spec else "centred",
                 "width": int(width), "height": int(height), "frames": int(frames),
                 "two_object_prob": float(two_object_prob), "ref_views": [str(v) for v in ref_views],
                 "val_fraction": float(val_fraction), "fps": float(fps), "shapes": list(shapes),
@@ -227,7 +266,8 @@ def run_toy_dataset(args: argparse.Namespace) -> DatasetSummary:
         if v:
             views.append(v if v.lower() in START_VIEWS else float(view_spec(v)[1]))
     summary = write_toy_dataset(args.out, args.samples, args.seed, args.width, args.height, args.frames,
-                                args.two_object_prob, views, args.val_fraction, args.fps, overwrite=args.overwrite)
+                                args.two_object_prob, views, args.val_fraction, args.fps, overwrite=args.overwrite,
+                                world=args.world, reference_camera=args.reference_camera)
     enc = save_toy_encoders(args.out, args.codec_factor, args.text_dim, args.seed)
     print(f"wrote {summary.samples} toy samples ({summary.train} train, {summary.val} val, {summary.two_object} "
           f"with two objects) to {summary.manifest}")

@@ -117,25 +117,18 @@ def demo_model_info(folder: Path = DEMO_ASSETS) -> dict[str, Any]:
 
 
 def held_out_scene(info: dict[str, Any], index: int) -> tuple[Any, int]:
-    """Held-out scene number ``index`` of the dataset the bundled model was trained on.
+    """Held-out scene number ``index`` of the bundled model's evaluation set (``model.json`` ``eval``).
 
-    The dataset's scenes are drawn per sample index from its seed (:func:`scene_for_index`); those
-    whose split draw fell in the validation fraction were never trained on. Returns the scene and its
-    sample index in the dataset.
+    Scene ``i`` is drawn from ``numpy.random.default_rng([eval seed, i])`` in the evaluation world (W1),
+    exactly as ``mvs2v toy-bench`` draws it; the training set was drawn from another seed. Returns the
+    scene and ``index``.
     """
-    from .dataset import scene_for_index
+    from .world import world_spec
 
     if index < 0:
         raise MVS2VError(f"--seed {index} must be >= 0: it picks the held-out scene")
-    d = info["dataset"]
-    found = -1
-    for i in range(10_000_000):
-        scene, draw = scene_for_index(d["seed"], i, info["width"], info["height"], info["frames"], d["two_object_prob"])
-        if draw < d["val_fraction"]:
-            found += 1
-            if found == index:
-                return scene, i
-    raise MVS2VError(f"--seed {index}: no such held-out scene")  # pragma: no cover - 10^7 draws
+    ev = info["eval"]
+    return world_spec(ev["world"]).sample(np.random.default_rng([int(ev["seed"]), int(index)]), int(info["frames"])), index
 
 
 def summary_metrics(metrics: dict[str, Any], truth: Any) -> dict[str, Any]:
@@ -159,41 +152,64 @@ def _has_matplotlib() -> bool:
     return True
 
 
-def _generate_scene(assets: Path, info: dict[str, Any], scene: Any, truth: Any, steps: int, seed: int,
-                    video: Path) -> dict[str, Any]:
-    """The bundled model on one scene through the pipeline API (what ``mvs2v generate`` runs)."""
-    from ._core import GenerationSettings, ModelFiles, MVS2VPipeline, SubjectInput
+def model_files(assets: Path, info: dict[str, Any]) -> Any:
+    """The :class:`ModelFiles` of a toy model folder (``mvs2v_toy/assets/toy_demo`` layout)."""
+    from ._core import ModelFiles
+
+    return ModelFiles(dit=assets / "dit.safetensors", vae=assets / "codec", text_encoder=assets / "text_encoder",
+                      adapter=assets / "adapter.safetensors",
+                      vision_encoder=assets / "vision_encoder" if info.get("mfi") else None)
+
+
+def generation_settings(info: dict[str, Any], caption: str, steps: int, seed: int) -> Any:
+    """The sampler of a toy model folder's ``model.json`` for one caption (size: the model's W1 size)."""
+    from ._core import GenerationSettings
 
     sampler = info["sampler"]
-    files = ModelFiles(dit=assets / "dit.safetensors", vae=assets / "codec", text_encoder=assets / "text_encoder",
-                       adapter=assets / "adapter.safetensors",
-                       vision_encoder=assets / "vision_encoder" if info.get("mfi") else None)
-    subjects = [SubjectInput(obj.name, [ref.path for ref in truth.references[i]],
-                             [ref.label for ref in truth.references[i]]) for i, obj in enumerate(scene.objects)]
-    settings = GenerationSettings(
-        prompt=truth.caption, width=info["width"], height=info["height"], frames=info["frames"], steps=steps,
-        seed=seed, shift=sampler["shift"], solver=sampler["solver"], ref_scale=sampler["ref_scale"],
-        text_scale=sampler["text_scale"])
-    command = " ".join(
-        ["mvs2v generate", f"--dit {files.dit}", f"--adapter {files.adapter}", f"--vae {files.vae}",
-         f"--text-encoder {files.text_encoder}"]
-        + ([f"--vision-encoder {files.vision_encoder}"] if files.vision_encoder else [])
-        + [f"--subject {s.name}=" + ",".join(f"{p}@{lab}" for p, lab in zip(s.images, s.labels)) for s in subjects]
-        + [f"--prompt {truth.caption!r}", f"--width {settings.width} --height {settings.height}",
-           f"--frames {settings.frames} --steps {steps} --shift {settings.shift} --solver {settings.solver}",
-           f"--ref-scale {settings.ref_scale} --text-scale {settings.text_scale} --seed {seed}",
-           f"--device cpu --dtype fp32 --fps 8 --out {video}"])
-    print("running the equivalent of: " + command)
-    pipe = MVS2VPipeline.from_files(files, "cpu", "fp32")
-    result = pipe.generate(settings, subjects)
-    t_write = time.perf_counter()
-    result.save(video, fps=8.0, lossless=pipe.lossless_output)
-    timings = {"load_models": pipe.load_seconds, **result.timings, "write_video": time.perf_counter() - t_write}
-    return {"timings": timings, "command": command}
+    return GenerationSettings(prompt=caption, width=info["width"], height=info["height"], frames=info["frames"],
+                              steps=steps, seed=seed, shift=sampler["shift"], solver=sampler["solver"],
+                              ref_scale=sampler["ref_scale"], text_scale=sampler["text_scale"])
+
+
+def _render_scenes(out: Path, info: dict[str, Any], seed: int) -> tuple[Any, Any, int]:
+    """The held-out scene and its recoloured twin (hidden sides in other hues), written under ``out``."""
+    from .counterfactual import recolour_hidden
+    from .dataset import write_toy_sample
+
+    scene, index = held_out_scene(info, seed)
+    views = list(info["eval_views"])
+    truth, _ = write_toy_sample(out / "sample", scene, f"held-out-{seed}", views, split="val")
+    twin = recolour_hidden(scene, 0, np.random.default_rng([int(info["eval"]["seed"]), index, 0]))
+    recoloured, _ = write_toy_sample(out / "recoloured", twin, f"held-out-{seed}-recoloured", views, split="val")
+    return truth, recoloured, index
+
+
+def _print_story(truth: Any, probe: Any, info: dict[str, Any]) -> None:
+    """What the newcomer should look for, and this scene's causal numbers."""
+    from .counterfactual import revealed_hidden_faces
+
+    obj = truth.scene.objects[0]
+    hidden = revealed_hidden_faces(truth, 0)
+    print(f"scene: {truth.caption!r}: frame 0 shows the {obj.start_view}; the caption names no side colour, so "
+          f"the {', '.join(hidden) or 'other'} side(s) turning into view can only come from the references")
+    u = probe.reference_use
+    print(f"reference use on this scene: {u['value']:+.3f} (0 = ignores the references, 1 = follows them: hidden "
+          f"sides in the given references' colours {u['follow_a']:.0%} vs the recoloured version's colours "
+          f"{u['follow_b']:.0%}; see comparison.png)")
+    if probe.binding is not None:
+        b = probe.binding
+        a, c = probe.swap
+        print(f"slot binding on this scene: {b['value']:+.3f} ({a} and {c} images swapped between their slots: "
+              f"{b['follow']:.0%} of those sides follow the swapped images, {b['stay']:.0%} keep their colour)")
+    bench = info.get("bench", {}).get("w1")
+    if bench:
+        print("the bundled model on " + bench.get("scope", "the held-out W1 scenes") + ": " + "; ".join(
+            f"{name} {m['mean']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]" for name, m in bench["headline"].items()))
 
 
 def run_demo(out: Path, seed: int = 0, steps: int | None = None, assets: Path = DEMO_ASSETS) -> dict[str, Any]:
-    """Render held-out scene ``seed``, generate it with the bundled model through ``mvs2v generate``, evaluate.
+    """Render held-out W1 scene ``seed`` and a recoloured twin, generate both (and a slot swap) with the bundled
+    model in one batch, score the video against the truth and print the causal numbers.
 
     Args:
         out: output folder (created).
@@ -204,61 +220,63 @@ def run_demo(out: Path, seed: int = 0, steps: int | None = None, assets: Path = 
     Returns:
         ``{"timings": {...seconds}, "metrics": {...}, "files": {...}}`` (also written to ``demo.json``).
     """
-    from ._core import atomic_write
-    from .dataset import write_toy_sample
+    from ._core import MVS2VPipeline, atomic_write, write_lossless_mp4
+    from .demo_probe import generate_command, run_probe, write_comparison
     from .evaluate import run_eval
 
     t_start = time.perf_counter()
     info = demo_model_info(assets)
-    sampler = info["sampler"]
-    steps = int(sampler["steps"] if steps is None else steps)
+    steps = int(info["sampler"]["steps"] if steps is None else steps)
     if steps < 1:
         raise MVS2VError(f"--steps {steps} must be at least 1")
     views = list(info["eval_views"])
     print(f"mvs2v demo: bundled toy model ({info['run']}: {info['config']['change']}; "
-          f"{info['parameters'] / 1e6:.1f} M parameters), held-out scene {seed}")
-
+          f"{info['parameters'] / 1e6:.1f} M parameters), held-out {info['eval']['world'].upper()} scene {seed}")
     t0 = time.perf_counter()
-    scene, index = held_out_scene(info, seed)
-    sample_dir = out / "sample"
-    truth, _ = write_toy_sample(sample_dir, scene, f"held-out-{seed}", views, split="val")
+    truth, recoloured, index = _render_scenes(out, info, seed)
     t_scene = time.perf_counter() - t0
-    print(f"scene: {truth.caption!r} ({len(scene.objects)} object(s); references: {', '.join(views)})")
 
-    generated = _generate_scene(assets, info, scene, truth, steps, seed, out / "video.mp4")
+    files = model_files(assets, info)
+    settings = generation_settings(info, truth.caption, steps, seed)
+    print("the first of the three generations is: " + generate_command(files, truth, settings, out / "video.mp4"))
+    pipe = MVS2VPipeline.from_files(files, "cpu", "fp32")
+    probe = run_probe(pipe, settings, truth, recoloured)
+    t0 = time.perf_counter()
+    write_lossless_mp4(probe.given, out / "video.mp4", 8.0)
+    write_lossless_mp4(probe.recoloured, out / "video_recoloured.mp4", 8.0)
+    t_write = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    plot = _has_matplotlib()
-    evaluation = run_eval(argparse.Namespace(video=str(out / "video.mp4"), sample=str(sample_dir), out=str(out),
+    evaluation = run_eval(argparse.Namespace(video=str(out / "video.mp4"), sample=str(out / "sample"), out=str(out),
                                              extractor="toy", views=[",".join(views)], no_crop=False,
-                                             no_plot=not plot, eval_device="cpu"))
+                                             no_plot=not _has_matplotlib(), eval_device="cpu"))
+    comparison = write_comparison(out / "comparison.png", truth, recoloured, probe)
     t_eval = time.perf_counter() - t0
-    m = evaluation["metrics"]
-    headline = summary_metrics(m, truth)
-    gray_psnr = headline["psnr_all_gray_clip"]
-    g = generated["timings"]
-    timings = {"render_scene": t_scene, "load_models": g["load_models"], "text_encode": g["text_encode"],
-               "reference_encode": g["reference_encode"], "sampling": g["sampling"], "per_sampling_step": g["per_step"],
-               "decode": g["vae_decode"], "write_video": g["write_video"], "evaluation": t_eval,
+    headline = summary_metrics(evaluation["metrics"], truth)
+    headline["reference_use"] = probe.reference_use["value"]
+    headline["slot_binding"] = None if probe.binding is None else probe.binding["value"]
+    timings = {"render_scene": t_scene, "load_models": pipe.load_seconds, "sampling_3_videos": probe.timings["sampling_batch"],
+               "per_sampling_step": probe.timings["per_step"], "write_video": t_write, "evaluation": t_eval,
                "end_to_end": time.perf_counter() - t_start}
-    fa = m["face_accuracy"]["value"]
     summary = {
-        "scene": {"seed": seed, "dataset_index": index, "caption": truth.caption},
+        "scene": {"seed": seed, "eval_index": index, "caption": truth.caption, "swap": probe.swap},
         "model": {"run": info["run"], "config": info["config"], "parameters": info["parameters"]},
-        "steps": steps, "timings": timings,
-        "metrics": headline,
-        "files": {"video": str(out / "video.mp4"), **evaluation["files"], "sample": str(sample_dir),
-                  "summary": str(out / "demo.json")},
-        "command": generated["command"],
+        "steps": steps, "timings": timings, "metrics": headline,
+        "causal": {"reference_use": probe.reference_use, "slot_binding": probe.binding},
+        "files": {"video": str(out / "video.mp4"), "video_recoloured": str(out / "video_recoloured.mp4"),
+                  "comparison": str(comparison), **evaluation["files"], "sample": str(out / "sample"),
+                  "recoloured": str(out / "recoloured"), "summary": str(out / "demo.json")},
+        "command": generate_command(files, truth, settings, out / "video.mp4"),
     }
     with atomic_write(out / "demo.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    print(f"PSNR {m['psnr']:.2f} dB (an all-gray clip: {gray_psnr:.2f} dB), SSIM {m['ssim']:.3f}, hidden-face accuracy "
-          f"{'n/a (the references show no face frame 0 hides)' if fa is None else f'{fa:.3f}'}")
-    print(f"timings: render scene {timings['render_scene']:.2f}s | load models {timings['load_models']:.2f}s | "
-          f"encode text {timings['text_encode']:.2f}s + references {timings['reference_encode']:.2f}s | sampling "
-          f"{timings['sampling']:.2f}s ({steps} steps, {timings['per_sampling_step'] * 1000:.1f} ms/step) | decode "
-          f"{timings['decode']:.2f}s | write video {timings['write_video']:.2f}s | evaluation {timings['evaluation']:.2f}s "
-          f"| end to end {timings['end_to_end']:.2f}s")
-    print(f"wrote {out / 'video.mp4'}, {out / 'strip.png'}, {out / 'metrics.json'}, {out / 'demo.json'}")
+    _print_story(truth, probe, info)
+    fa = headline["face_accuracy"]
+    print(f"PSNR {headline['psnr']:.2f} dB (an all-gray clip: {headline['psnr_all_gray_clip']:.2f} dB), SSIM "
+          f"{headline['ssim']:.3f}, S_v->r {headline['s_v2r']:.3f}, S_r->v {headline['s_r2v']:.3f}, hidden-face accuracy "
+          f"{'n/a' if fa is None else f'{fa:.3f}'}")
+    print(f"timings: render scenes {t_scene:.2f}s | load models {pipe.load_seconds:.2f}s | sampling 3 videos in one batch "
+          f"{timings['sampling_3_videos']:.2f}s ({steps} steps, {timings['per_sampling_step'] * 1000:.1f} ms/step) | write "
+          f"{t_write:.2f}s | evaluation {t_eval:.2f}s | end to end {timings['end_to_end']:.2f}s")
+    print(f"wrote {comparison}, {out / 'video.mp4'}, {out / 'strip.png'}, {out / 'metrics.json'}, {out / 'demo.json'}")
     return summary

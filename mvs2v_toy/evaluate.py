@@ -6,8 +6,14 @@
   mean over subjects), with any :class:`~mvs2v_core.evaluation.features.FeatureExtractor`; the same
   numbers for the true clip are reported alongside as a reference point;
 * PSNR and SSIM against the exact true frames;
-* face accuracy on the faces the references reveal, on all faces, and two-subject crosstalk
-  (:mod:`~mvs2v_toy.metrics`).
+* face accuracy on the faces the references reveal, on all faces, hidden-face accuracy normalised
+  by accuracy on the faces frame 0 shows, and two-subject crosstalk (:mod:`~mvs2v_toy.metrics`,
+  :mod:`~mvs2v_toy.causal`).
+
+Every number comes from core's one metric registry (:mod:`mvs2v_core.evaluation.registry`; the
+toy metrics register from :mod:`~mvs2v_toy.metric_plugins`); a metric that does not apply (crosstalk
+on one subject) is None and its reason is listed under ``skipped``. ``mvs2v eval --list-metrics``
+prints the registry, the causal probes (reference use, slot binding, causal crosstalk) included.
 
 Frames for the reference similarity: by default each subject's frames are cropped to a fixed
 square window around where that subject truly is (the union of its true masks over the clip,
@@ -34,40 +40,36 @@ import torch
 import torch.nn.functional as F
 
 from ._core import (
-    PSNR_CAP,
     FeatureExtractor,
     MVS2VError,
-    as_float_frames,
     atomic_write,
     check_output_folder,
-    psnr,
-    psnr_per_frame,
-    reference_similarity,
-    ssim,
+    compute_metrics,
+    format_metric_table,
+    get_metric,
     video_pixel_format,
 )
 from .eval_args import add_eval_args
 from .features import ToyFeatureExtractor, load_feature_extractor
-from .metrics import crosstalk, face_accuracy
+from .metric_plugins import register_metrics
 from .truth import ReferenceView, ToyTruth, load_truth
 
 __all__ = ["evaluate", "run_eval", "add_eval_args", "resolve_references", "subject_window", "load_generated",
-           "video_pixel_format", "EVAL_FORMAT", "CROP_MARGIN"]
+           "video_pixel_format", "definitions", "EVAL_FORMAT", "EVAL_METRICS", "CROP_MARGIN"]
 
 EVAL_FORMAT = "mvs2v-eval"
 CROP_MARGIN = 0.15
 
-DEFINITIONS = {
-    "s_v2r": "mean over frames of the best cosine similarity to any of the subject's reference views",
-    "s_r2v": "mean over the subject's reference views of the best cosine similarity to any frame",
-    "psnr": f"10*log10(1/MSE) over all frames and pixels in [0,1], capped at {PSNR_CAP:g} dB",
-    "ssim": "Gaussian-window (11, sigma 1.5) SSIM per RGB channel, valid positions, mean over channels and frames",
-    "face_accuracy": "fraction of true pixels (frames >= 1) of faces shown by the references but not by frame 0 "
-                     "whose generated colour is classified as that face's colour",
-    "face_accuracy_all": "the same over every object pixel of every frame",
-    "crosstalk": "mean over ordered subject pairs (A,B) of the fraction of B's true pixels classified as a colour "
-                 "only A has, minus the same fraction on the truth",
-}
+# The per-video metrics of metrics.json, in order; their definitions come from the registry.
+EVAL_METRICS = ("psnr", "ssim", "face_accuracy", "face_accuracy_all", "hidden_face_accuracy", "crosstalk")
+SIMILARITY_METRICS = ("s_v2r", "s_r2v")
+
+register_metrics()  # idempotent; a pip install also has them through the mvs2v.metrics entry point
+
+
+def definitions() -> dict[str, str]:
+    """Metric name -> its one-line definition, from the registry (written into metrics.json)."""
+    return {name: get_metric(name).description for name in (*SIMILARITY_METRICS, *EVAL_METRICS)}
 
 
 def load_generated(video: Any) -> np.ndarray:
@@ -152,17 +154,27 @@ def _crop(frames: np.ndarray, window: tuple[int, int, int] | None, size_hw: tupl
     return x
 
 
-def _similarity(frames: np.ndarray, truth: ToyTruth, refs: list[list[ReferenceView]], extractor: FeatureExtractor,
-                crop: bool) -> dict[str, Any]:
-    per_subject = []
+def _features(frames: np.ndarray, truth: ToyTruth, refs: list[list[ReferenceView]], extractor: FeatureExtractor,
+              crop: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per subject: features of its (cropped) frames ``[F, D]`` and of its reference views ``[R, D]``."""
+    video_features, reference_features = [], []
     for i, views in enumerate(refs):
         ref_imgs = np.stack([_ensure_size(v.image, views[0].image.shape[:2]) for v in views])
         size_hw = ref_imgs.shape[1:3]
-        clip = _crop(frames, subject_window(truth, i) if crop else None, size_hw)
-        sim = reference_similarity(extractor(clip), extractor(_to_nchw(ref_imgs)))
-        per_subject.append({"name": truth.scene.objects[i].name, "views": [v.name for v in views], **sim})
-    return {"s_v2r": float(np.mean([s["s_v2r"] for s in per_subject])),
-            "s_r2v": float(np.mean([s["s_r2v"] for s in per_subject])), "per_subject": per_subject}
+        video_features.append(extractor(_crop(frames, subject_window(truth, i) if crop else None, size_hw)))
+        reference_features.append(extractor(_to_nchw(ref_imgs)))
+    return video_features, reference_features
+
+
+def _similarity(frames: np.ndarray, truth: ToyTruth, refs: list[list[ReferenceView]], extractor: FeatureExtractor,
+                crop: bool) -> dict[str, Any]:
+    video_features, reference_features = _features(frames, truth, refs, extractor, crop)
+    results, _ = compute_metrics({"video_features": video_features, "reference_features": reference_features},
+                                 SIMILARITY_METRICS)
+    per_subject = [{"name": truth.scene.objects[i].name, "views": [v.name for v in views], **sim}
+                   for i, (views, sim) in enumerate(zip(refs, results["s_v2r"]["per_subject"]))]
+    return {"s_v2r": float(results["s_v2r"]["value"]), "s_r2v": float(results["s_r2v"]["value"]),
+            "per_subject": per_subject}
 
 
 def _ensure_size(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -196,8 +208,8 @@ def _evaluate(generated_video: Any, truth_source: Any, references: Any = None,
     for s in similarity["truth"]["per_subject"]:  # the truth's matrices add nothing a reader needs
         for key in ("matrix", "best_frame_per_reference", "best_reference_per_frame"):
             s.pop(key, None)
-    revealed, overall = face_accuracy(frames, truth, refs)
-    gen_f, true_f = as_float_frames(frames), as_float_frames(truth.frames)
+    metrics, skipped = compute_metrics({"video": frames, "truth_video": truth.frames, "truth": truth,
+                                        "references": refs}, EVAL_METRICS)
     result = {
         "format": EVAL_FORMAT, "version": 1,
         "sample": truth.sample_id, "caption": truth.caption,
@@ -206,11 +218,13 @@ def _evaluate(generated_video: Any, truth_source: Any, references: Any = None,
         "crop": "truth-window" if crop else "full-frame",
         "references": {truth.scene.objects[i].name: [v.name for v in views] for i, views in enumerate(refs)},
         "reference_similarity": similarity,
-        "psnr": psnr(gen_f, true_f), "psnr_per_frame": psnr_per_frame(gen_f, true_f),
-        "ssim": float(ssim(gen_f, true_f).mean()), "ssim_per_frame": ssim(gen_f, true_f).tolist(),
-        "face_accuracy": revealed, "face_accuracy_all": overall,
-        "crosstalk": crosstalk(frames, truth),
-        "definitions": DEFINITIONS,
+        "psnr": metrics["psnr"]["value"], "psnr_per_frame": metrics["psnr"]["per_frame"],
+        "ssim": metrics["ssim"]["value"], "ssim_per_frame": metrics["ssim"]["per_frame"],
+        "face_accuracy": metrics["face_accuracy"], "face_accuracy_all": metrics["face_accuracy_all"],
+        "hidden_face_accuracy": metrics.get("hidden_face_accuracy"),
+        "crosstalk": metrics.get("crosstalk"),
+        "skipped": sorted(skipped.values()),
+        "definitions": definitions(),
     }
     return result, _Details(frames, truth, refs)
 
@@ -232,8 +246,8 @@ def evaluate(generated_video: Any, truth_sample_dir_or_spec: Any, references: An
     Returns:
         A JSON-ready dict (see ``docs/toy_world.md``): ``reference_similarity`` (``s_v2r``,
         ``s_r2v``, ``per_subject``, ``truth``), ``psnr``, ``psnr_per_frame``, ``ssim``,
-        ``ssim_per_frame``, ``face_accuracy``, ``face_accuracy_all``, ``crosstalk`` (None for one
-        subject), ``definitions``.
+        ``ssim_per_frame``, ``face_accuracy``, ``face_accuracy_all``, ``hidden_face_accuracy``,
+        ``crosstalk`` (None for one subject), ``skipped`` (why a metric did not run), ``definitions``.
     """
     return _evaluate(generated_video, truth_sample_dir_or_spec, references, extractor, crop)[0]
 
@@ -270,10 +284,22 @@ def _json_ready(x: Any) -> Any:
     return x
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
-    """``mvs2v eval``: evaluate, then write ``metrics.json``, ``strip.png`` and ``eval_plot.png`` in ``--out``."""
+    """``mvs2v eval``: evaluate, then write ``metrics.json``, ``strip.png`` and ``eval_plot.png`` in ``--out``;
+    with ``--list-metrics``, print the metric registry instead."""
     from ._core import require_matplotlib, write_plot, write_strip
 
+    if getattr(args, "list_metrics", False):
+        print(format_metric_table())
+        return {"metrics": None, "files": {}}
+    missing = [flag for flag in ("video", "sample", "out") if not getattr(args, flag, None)]
+    if missing:
+        raise MVS2VError(f"mvs2v eval needs {', '.join('--' + m for m in missing)} (or --list-metrics to list the "
+                         "metrics)")
     if not args.no_plot:
         require_matplotlib()  # fail before the work, not after it
     if not Path(args.video).is_file():
@@ -297,7 +323,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         with atomic_write(out / "metrics.json") as tmp:
             tmp.write_text(json.dumps(_json_ready(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
         refs = [v.image for views in details.references for v in views]
-        write_strip(out / "strip.png", refs, details.generated, details.truth.frames)
+        labels = [f"{v.name} {v.yaw % 360:g}°" for views in details.references for v in views]
+        write_strip(out / "strip.png", refs, details.generated, details.truth.frames, reference_labels=labels)
         if not args.no_plot:
             write_plot(out / "eval_plot.png", result)
             files["plot"] = str(out / "eval_plot.png")
@@ -306,10 +333,12 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
                          "or choose another folder") from exc
     rs = result["reference_similarity"]
     fa = result["face_accuracy"]["value"]
+    hidden = result["hidden_face_accuracy"] or {}
     ct = result["crosstalk"]
     print(f"{result['sample']}: S_v->r {rs['s_v2r']:.4f} (truth {rs['truth']['s_v2r']:.4f})  "
           f"S_r->v {rs['s_r2v']:.4f} (truth {rs['truth']['s_r2v']:.4f})  PSNR {result['psnr']:.2f} dB  "
-          f"SSIM {result['ssim']:.4f}  face acc {'n/a' if fa is None else f'{fa:.4f}'}"
+          f"SSIM {result['ssim']:.4f}  face acc {_number(fa)}  hidden-face acc {_number(hidden.get('value'))} "
+          f"(normalised {_number(hidden.get('normalised'))})"
           + ("" if ct is None else f"  crosstalk {ct['value']:.4f}"))
     print("wrote " + ", ".join(files.values()))
     return {"metrics": result, "files": files}

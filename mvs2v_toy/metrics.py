@@ -22,7 +22,8 @@ references only show what frame 0 already shows). ``face_accuracy_all`` is the s
 object pixel of every frame.
 
 **Crosstalk** (two-object scenes). For the ordered pair (A, B): ``E_A`` = colours of A's faces
-that B does not have (the shared gray tops are excluded); ``x`` = fraction of the pixels inside
+that B does not have, never the neutral gray (a sphere has no gray face, so gray would otherwise
+count as "only A's" and an all-gray clip would score 0.25); ``x`` = fraction of the pixels inside
 B's true mask (all frames) whose generated colour is classified as a colour of ``E_A``; the same
 fraction on the true frames is subtracted (it is 0 by construction, the subtraction keeps the
 metric honest if a world ever shares colours). Crosstalk = mean over (A, B) and (B, A); 0 is
@@ -37,7 +38,7 @@ import numpy as np
 
 from ._core import as_float_frames, classify_colours
 from .truth import ReferenceView, ToyTruth, reference_faces_not_in_first_frame
-from .world import PALETTE
+from .world import NEUTRAL, PALETTE
 
 __all__ = ["scene_classes", "face_accuracy", "crosstalk"]
 
@@ -118,7 +119,8 @@ def crosstalk(generated: Any, truth: ToyTruth) -> dict[str, Any] | None:
             if a == b:
                 continue
             own_b = set(objects[b].colours.values())
-            exclusive = sorted({c for c in objects[a].colours.values() if c not in own_b})
+            # Gray is every object's neutral (tops, bottoms), never a colour that marks A.
+            exclusive = sorted({c for c in objects[a].colours.values() if c not in own_b and c != NEUTRAL})
             idx = [names.index(c) for c in exclusive]
             mask = truth.object_id == b
             n = int(mask.sum())

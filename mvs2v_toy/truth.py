@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -39,11 +40,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ._core import MVS2VError, parse_view_label
-from .render import RENDERER_VERSION, render_reference, render_video, to_uint8, visible_faces
+from .render import (RENDERER_VERSION, TARGET_HEIGHT, render_objects, render_reference, render_video, to_uint8,
+                     visible_faces)
 from .world import ToyScene, caption_for
 
 __all__ = ["TRUTH_FORMAT", "TRUTH_VERSION", "TRUTH_FILE", "DEFAULT_REF_VIEWS", "ReferenceView", "ToyTruth",
-           "truth_from_scene", "load_truth", "frames_sha256", "view_spec"]
+           "truth_from_scene", "load_truth", "frames_sha256", "view_spec", "reference_size", "make_reference"]
 
 TRUTH_FORMAT = "mvs2v-toy-truth"
 TRUTH_VERSION = 1
@@ -147,12 +149,38 @@ class ToyTruth:
         return [float(y) for y in self.scene.yaws()[:, index]]
 
 
+def _augmentation(obj_record: Mapping[str, Any], yaw: float) -> tuple[float, float, float, float]:
+    """``(zoom, shift_x, shift_y, yaw_jitter)`` of an augmented reference: random per object and view,
+    but a pure function of them, so a stored sample re-renders to the same image."""
+    key = zlib.crc32(json.dumps(obj_record, sort_keys=True).encode("utf-8"))
+    rng = np.random.default_rng([key, int(round(yaw * 100)) % 36000])
+    return (float(rng.uniform(0.75, 1.05)), float(rng.uniform(-0.12, 0.12)), float(rng.uniform(-0.1, 0.1)),
+            float(rng.uniform(-15.0, 15.0)))
+
+
+def reference_size(scene: ToyScene) -> tuple[int, int]:
+    """Default ``(width, height)`` of a scene's reference images: the video size for centred
+    references, a square of the video's height for the video camera (one object's share of a W2 frame)."""
+    if scene.reference_camera == "centred":
+        return scene.width, scene.height
+    side = min(scene.width, scene.height)
+    return side, side
+
+
 def make_reference(scene: ToyScene, index: int, view: str | float | int, width: int, height: int,
                    path: Path | None = None) -> ReferenceView:
-    """Render object ``index`` of ``scene`` alone at ``view`` (a label or a yaw in degrees)."""
+    """Render object ``index`` of ``scene`` alone at ``view`` (a label or a yaw in degrees), with the
+    scene's reference camera (:attr:`~mvs2v_toy.world.ToyScene.reference_camera`)."""
     label, yaw = view_spec(view)
     obj = scene.objects[index]
-    r = render_reference(obj, yaw, width, height, scene.elevation)
+    if scene.reference_camera == "centred":
+        r = render_reference(obj, yaw, width, height, scene.elevation)
+    else:
+        zoom, dx, dy, jitter = (1.0, 0.0, 0.0, 0.0)
+        if scene.reference_camera == "augmented":
+            zoom, dx, dy, jitter = _augmentation(obj.to_dict(), yaw)
+        r = render_objects([obj], [yaw + jitter], width, height, scene.elevation, scene.half_extent / zoom,
+                           (dx, TARGET_HEIGHT + dy, 0.0), floor=None, positions=[(0.0, 0.0)])
     return ReferenceView(index, label, yaw, to_uint8(r.image), r.face_id,
                          visible_faces(r.object_id, r.face_id, 0, obj.faces), path)
 
@@ -169,7 +197,7 @@ def truth_from_scene(scene: ToyScene, ref_views: Sequence[str | float] = DEFAULT
     """
     if not ref_views:
         raise MVS2VError("ref_views is empty: give at least one reference view (e.g. front)")
-    w, h = ref_size if ref_size is not None else (scene.width, scene.height)
+    w, h = ref_size if ref_size is not None else reference_size(scene)
     video = render_video(scene)
     refs = [[make_reference(scene, i, v, w, h) for v in ref_views] for i in range(len(scene.objects))]
     return ToyTruth(scene, caption_for(scene), video.frames, video.object_id, video.face_id, refs, sample_id)
@@ -273,7 +301,7 @@ def load_truth(source: str | os.PathLike | Mapping[str, Any] | ToyScene | ToyTru
         for ref in rec.get("references", []):
             view = ref.get("label") if ref.get("label") is not None else ref.get("yaw")
             path = sample_dir / ref["image"] if sample_dir is not None and ref.get("image") else None
-            size = (scene.width, scene.height)
+            size = reference_size(scene)
             image = None
             if path is not None:
                 if not path.is_file():

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import colorsys
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -45,7 +45,7 @@ from ._core import MVS2VError
 
 __all__ = [
     "PALETTE", "HUES", "NEUTRAL", "SHAPES", "SHAPE_FACES", "HUED_FACES", "PATTERNS", "SPEEDS",
-    "DIRECTIONS", "START_VIEWS", "OBJECT_SPACING", "ToyObject", "ToyScene", "caption_for", "sample_scene",
+    "DIRECTIONS", "START_VIEWS", "OBJECT_SPACING", "REFERENCE_CAMERAS", "WORLDS", "WorldSpec", "world_spec", "ToyObject", "ToyScene", "caption_for", "sample_scene",
     "vocabulary",
 ]
 
@@ -85,6 +85,8 @@ SPEEDS: dict[str, float] = {"slowly": 90.0, "": 180.0, "quickly": 270.0}
 # Caption direction -> sign of the yaw change.
 DIRECTIONS: dict[str, int] = {"left": 1, "right": -1}
 START_VIEWS: dict[str, float] = {"front": 0.0, "left": 90.0, "back": 180.0, "right": 270.0}
+# How reference views are rendered (ToyScene.reference_camera).
+REFERENCE_CAMERAS: tuple[str, ...] = ("centred", "video", "augmented")
 # Distance between the centres of two objects in world units: each object fits in a vertical
 # cylinder of radius 0.71 (a cube's half diagonal), so they never overlap or touch in the image.
 OBJECT_SPACING = 1.6
@@ -102,6 +104,9 @@ class ToyObject:
         start_view: ``front``/``left``/``back``/``right``: the yaw at frame 0.
         direction: ``left`` (yaw increases) or ``right`` (yaw decreases).
         speed: caption adverb naming the total turn (:data:`SPEEDS`): ``slowly``, ``""``, ``quickly``.
+        label: subject name for manifests and reports; ``""`` names it by colour and shape
+            (``red_cube``). Worlds whose captions name no colour use colour-free labels
+            (``cube``, ``left_cube``) so no file name gives a hidden colour away.
     """
 
     shape: str
@@ -111,6 +116,7 @@ class ToyObject:
     start_view: str = "front"
     direction: str = "left"
     speed: str = ""
+    label: str = ""
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPE_FACES:
@@ -143,7 +149,7 @@ class ToyObject:
     @property
     def name(self) -> str:
         """Subject name used in manifests and reports, e.g. ``red_cube`` (unique in a scene)."""
-        return f"{self.main_colour}_{self.shape}"
+        return self.label or f"{self.main_colour}_{self.shape}"
 
     @property
     def start_yaw(self) -> float:
@@ -163,14 +169,19 @@ class ToyObject:
     def to_dict(self) -> dict[str, Any]:
         return {"shape": self.shape, "colours": dict(self.colours), "patterns": dict(self.patterns),
                 "position": [float(self.position[0]), float(self.position[1])], "start_view": self.start_view,
-                "direction": self.direction, "speed": self.speed}
+                "direction": self.direction, "speed": self.speed, "label": self.label}
+
+    def with_colours(self, colours: Mapping[str, str]) -> "ToyObject":
+        """A copy with some face colours replaced (the counterfactual versions of a scene)."""
+        return replace(self, colours={**self.colours, **colours})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ToyObject":
         try:
             return cls(shape=d["shape"], colours=dict(d["colours"]), patterns=dict(d["patterns"]),
                        position=(float(d["position"][0]), float(d["position"][1])),
-                       start_view=d["start_view"], direction=d["direction"], speed=d["speed"])
+                       start_view=d["start_view"], direction=d["direction"], speed=d["speed"],
+                       label=str(d.get("label", "")))
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise MVS2VError(f"toy object description is incomplete or malformed ({exc!r}); "
                              "re-generate the sample with write_toy_dataset") from None
@@ -188,6 +199,16 @@ class ToyScene:
         width, height: frame size in pixels.
         frames: number of frames.
         elevation: camera elevation above the horizon in degrees (the tops are visible).
+        caption_colours: whether the caption names each object's main colour (the classic world);
+            the hidden-colour worlds W1/W2 name none, so only the references tell the colours.
+        view_scale: world half-size seen along the image's shorter side; 0 keeps the classic
+            choice (0.9 for one object, 1.6 for two). W1/W2 use 0.9 for both, so objects have the
+            same size in pixels whether alone (32x32) or side by side (64x32).
+        reference_camera: how reference views are rendered: ``centred`` (object alone, centred,
+            filling most of the image: the classic world), ``video`` (the video's own camera and
+            scale: a reference is a future frame minus the background) or ``augmented`` (the video's
+            camera with a random zoom, shift and yaw jitter per view: MV-S2V's remedy for
+            copy-paste).
     """
 
     objects: tuple[ToyObject, ...]
@@ -197,6 +218,9 @@ class ToyScene:
     height: int = 32
     frames: int = 17
     elevation: float = 25.0
+    caption_colours: bool = True
+    view_scale: float = 0.0
+    reference_camera: str = "centred"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objects", tuple(self.objects))
@@ -220,11 +244,19 @@ class ToyScene:
             raise MVS2VError(f"camera elevation {self.elevation} must be between 5 and 80 degrees")
         if self.floor_checker < 0:
             raise MVS2VError("floor_checker must be >= 0 (0 = plain floor)")
+        if self.reference_camera not in REFERENCE_CAMERAS:
+            raise MVS2VError(f"reference_camera {self.reference_camera!r} is unknown: use one of "
+                             f"{', '.join(REFERENCE_CAMERAS)}")
+        if self.view_scale < 0:
+            raise MVS2VError(f"view_scale must be >= 0 (0 = the classic framing), got {self.view_scale}")
+        names = [o.name for o in self.objects]
+        if len(set(names)) != len(names):
+            raise MVS2VError(f"the objects of a toy scene need distinct names, got {names}")
         for o in self.objects:  # every object must stay inside the frame
             x, z = o.position
-            if abs(x) + 0.71 > self.half_extent + 1e-6 or abs(z) > 0.25:
+            if abs(x) + 0.71 > self.horizontal_extent + 1e-6 or abs(z) > 0.25:
                 raise MVS2VError(f"toy object at {o.position} would leave the frame: keep |x| <= "
-                                 f"{self.half_extent - 0.71:.2f} and |z| <= 0.25")
+                                 f"{self.horizontal_extent - 0.71:.2f} and |z| <= 0.25")
         if len(self.objects) == 2:
             (x0, z0), (x1, z1) = self.objects[0].position, self.objects[1].position
             if math.hypot(x1 - x0, z1 - z0) < 1.45 or x1 <= x0:
@@ -233,7 +265,20 @@ class ToyScene:
     @property
     def half_extent(self) -> float:
         """Half the world size seen along the image's shorter side (orthographic camera)."""
+        if self.view_scale > 0:
+            return float(self.view_scale)
         return 0.9 if len(self.objects) == 1 else 1.6
+
+    @property
+    def horizontal_extent(self) -> float:
+        """Half the world width seen across the image."""
+        return self.half_extent * self.width / min(self.width, self.height)
+
+    def with_object(self, index: int, obj: ToyObject) -> "ToyScene":
+        """A copy with object ``index`` replaced (validated again: hues must stay distinct)."""
+        objects = list(self.objects)
+        objects[index] = obj
+        return replace(self, objects=tuple(objects))
 
     def yaws(self) -> np.ndarray:
         """``[frames, n_objects]`` yaw of every object in every frame, degrees (not wrapped)."""
@@ -252,14 +297,19 @@ class ToyScene:
     def to_dict(self) -> dict[str, Any]:
         return {"objects": [o.to_dict() for o in self.objects], "floor_colour": self.floor_colour,
                 "floor_checker": float(self.floor_checker), "width": int(self.width), "height": int(self.height),
-                "frames": int(self.frames), "elevation": float(self.elevation)}
+                "frames": int(self.frames), "elevation": float(self.elevation),
+                "caption_colours": bool(self.caption_colours), "view_scale": float(self.view_scale),
+                "reference_camera": self.reference_camera}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ToyScene":
         try:
             return cls(objects=tuple(ToyObject.from_dict(o) for o in d["objects"]), floor_colour=d["floor_colour"],
                        floor_checker=float(d.get("floor_checker", 0.0)), width=int(d["width"]),
-                       height=int(d["height"]), frames=int(d["frames"]), elevation=float(d.get("elevation", 25.0)))
+                       height=int(d["height"]), frames=int(d["frames"]), elevation=float(d.get("elevation", 25.0)),
+                       caption_colours=bool(d.get("caption_colours", True)),
+                       view_scale=float(d.get("view_scale", 0.0)),
+                       reference_camera=str(d.get("reference_camera", "centred")))
         except (KeyError, TypeError, ValueError) as exc:
             raise MVS2VError(f"toy scene description is incomplete or malformed ({exc!r}); "
                              "re-generate the sample with write_toy_dataset") from None
@@ -272,10 +322,10 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def _clause(o: ToyObject) -> str:
-    colour = o.main_colour
+def _clause(o: ToyObject, colours: bool = True) -> str:
     adverb = f"{o.speed} " if o.speed else ""
-    return f"{_article(colour)} {colour} {o.shape} {adverb}turns {o.direction} from its {o.start_view}"
+    subject = f"{_article(o.main_colour)} {o.main_colour} {o.shape}" if colours else f"{_article(o.shape)} {o.shape}"
+    return f"{subject} {adverb}turns {o.direction} from its {o.start_view}"
 
 
 def caption_for(scene: ToyScene) -> str:
@@ -284,10 +334,13 @@ def caption_for(scene: ToyScene) -> str:
         caption := clause [" and " clause] " on " ART FLOOR " floor"
         clause  := ART COLOUR SHAPE [ADVERB] " turns " DIRECTION " from its " VIEW
 
-    e.g. ``a red cube slowly turns left from its back on a blue floor``.
+    e.g. ``a red cube slowly turns left from its back on a blue floor``. Scenes with
+    ``caption_colours=False`` (W1/W2) drop ``COLOUR``: ``a cube slowly turns left from its back on a
+    blue floor``.
     """
     floor = scene.floor_colour
-    return " and ".join(_clause(o) for o in scene.objects) + f" on {_article(floor)} {floor} floor"
+    clauses = " and ".join(_clause(o, scene.caption_colours) for o in scene.objects)
+    return clauses + f" on {_article(floor)} {floor} floor"
 
 
 def vocabulary() -> list[str]:
@@ -347,3 +400,72 @@ def sample_scene(rng: np.random.Generator, width: int = 32, height: int = 32, fr
     checker = float(checker_sizes[int(rng.integers(len(checker_sizes)))]) if checker_sizes else 0.0
     return ToyScene(objects=objects, floor_colour=floor, floor_checker=checker, width=int(width),
                     height=int(height), frames=int(frames), elevation=float(elevation))
+
+
+# ---- named worlds -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """A named family of random scenes (:data:`WORLDS`).
+
+    Attributes:
+        name: the world's name (``classic``, ``w1``, ``w2``, ``w12``).
+        description: one line for ``--help`` and reports.
+        two_object_prob: probability of a two-object scene.
+        size_one, size_two: ``(width, height)`` of one- and two-object clips.
+        shapes, start_views, speeds, checker_sizes: the random choices.
+        caption_colours: whether captions name colours (see :class:`ToyScene`).
+        view_scale: :attr:`ToyScene.view_scale`.
+        reference_camera: :attr:`ToyScene.reference_camera`.
+    """
+
+    name: str
+    description: str
+    two_object_prob: float
+    size_one: tuple[int, int] = (32, 32)
+    size_two: tuple[int, int] = (32, 32)
+    shapes: tuple[str, ...] = SHAPES
+    start_views: tuple[str, ...] = tuple(START_VIEWS)
+    speeds: tuple[str, ...] = tuple(SPEEDS)
+    checker_sizes: tuple[float, ...] = (0.0, 0.5, 1.0)
+    caption_colours: bool = True
+    view_scale: float = 0.0
+    reference_camera: str = "centred"
+
+    def sample(self, rng: np.random.Generator, frames: int, reference_camera: str | None = None) -> ToyScene:
+        """Draw one scene of this world (a pure function of ``rng``'s state)."""
+        n = 2 if rng.random() < self.two_object_prob else 1
+        hues = [HUES[int(i)] for i in rng.permutation(len(HUES))]
+        floor = hues.pop()
+        shapes = [str(self.shapes[int(rng.integers(len(self.shapes)))]) for _ in range(n)]
+        positions = [(0.0, 0.0)] if n == 1 else [(-OBJECT_SPACING / 2, 0.0), (OBJECT_SPACING / 2, 0.0)]
+        objects = [_random_object(rng, s, hues, p, self.start_views, self.speeds) for s, p in zip(shapes, positions)]
+        if not self.caption_colours:  # names that give no colour away
+            prefixes = [""] if n == 1 else ["left_", "right_"]
+            objects = [replace(o, label=f"{pre}{o.shape}") for pre, o in zip(prefixes, objects)]
+        checker = float(self.checker_sizes[int(rng.integers(len(self.checker_sizes)))]) if self.checker_sizes else 0.0
+        width, height = self.size_one if n == 1 else self.size_two
+        return ToyScene(objects=tuple(objects), floor_colour=floor, floor_checker=checker, width=width, height=height,
+                        frames=int(frames), caption_colours=self.caption_colours, view_scale=self.view_scale,
+                        reference_camera=reference_camera or self.reference_camera)
+
+
+_HIDDEN = dict(size_one=(32, 32), size_two=(64, 32), shapes=("cube",), speeds=("", "quickly"),
+               caption_colours=False, view_scale=0.9, reference_camera="video")
+WORLDS: dict[str, WorldSpec] = {
+    "classic": WorldSpec("classic", "the first toy world: captions name each object's main colour", 0.3),
+    "w1": WorldSpec("w1", "one cube, random start view and turn; side colours only in the references", 0.0,
+                    **_HIDDEN),
+    "w2": WorldSpec("w2", "two cubes side by side (64x32) with independent hidden colours, W1's scale", 1.0,
+                    **_HIDDEN),
+    "w12": WorldSpec("w12", "W1 and W2 mixed (30% two-object scenes)", 0.3, **_HIDDEN),
+}
+
+
+def world_spec(name: str) -> WorldSpec:
+    """The :class:`WorldSpec` called ``name``, with a one-line error naming the choices."""
+    try:
+        return WORLDS[str(name)]
+    except KeyError:
+        raise MVS2VError(f"toy world {name!r} is unknown: use one of {', '.join(WORLDS)}") from None

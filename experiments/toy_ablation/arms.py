@@ -1,91 +1,164 @@
-"""What the ablation compares: the tiny DiT, the arms (one change each to the base) and the settings."""
+"""What the ablation compares: the arms (one change each to the base) and the settings that make a table."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from mvs2v_core.errors import MVS2VError
 
-# The tiny DiT: width 256 with two 128-wide heads (ComfyUI infers heads = width // 128), 4 blocks,
-# 48 latent channels (the toy codec), 32-wide text (the toy text encoder), captions padded to 32
-# tokens (the longest toy caption has 24). About 3.9 M parameters: 7.7 MB in bf16.
-TOY_DIT = dict(dim=256, ffn_dim=512, num_heads=2, num_layers=4, in_dim=48, out_dim=48, text_dim=32,
-               text_len=32, family="mvs2v-toy")
+BASE_CHANGE = "base: TS-RoPE gap 8, proxy empty slots, multi-view with view dropout, no MFI"
 
 
 @dataclass(frozen=True)
-class AblationConfig:
-    """One ablation arm: what it changes relative to the base (TS-RoPE, proxy, multi-view, no MFI)."""
+class Arm:
+    """One ablation arm: what it changes relative to the base.
+
+    Attributes:
+        name: the arm's name (``base``, ``single``, ``vanilla``...).
+        group: the issue's item it answers (``a`` views, ``b`` schemes, ``c`` empty slots, ``d`` MFI,
+            ``e`` TS gap).
+        change: one line for the table.
+        scheme, gap, empty_slot_mode: the trainer's ``[references]``.
+        views: ``dropout`` (multi-view with view dropout) or ``single`` (the start view only).
+        mfi: trains the MFI projector on the toy vision encoder's features.
+        w2: also scored on W2 (the position schemes' causal crosstalk).
+    """
 
     name: str
+    group: str
+    change: str
     scheme: str = "ts"
+    gap: float = 8.0
     empty_slot_mode: str = "proxy"
-    multi_view: bool = True
+    views: str = "dropout"
     mfi: bool = False
-    change: str = "base: TS-RoPE, proxy empty slots, multi-view, no MFI"
+    w2: bool = False
+
+    @property
+    def own_row(self) -> str:
+        """The bench row the arm is judged on: what it was trained with (all views, or the start view)."""
+        return "single" if self.views == "single" else "multi"
+
+    def bench_rows(self, world: str) -> tuple[str, ...]:
+        """The bench rows scored for this arm on ``world`` (``copy`` costs no generation)."""
+        if world == "w2":
+            return ("multi", "none", "copy") if self.name == "base" else ("multi", "copy")
+        if self.name == "base":
+            return ("multi", "single", "none", "copy")
+        if self.views == "single":
+            return ("single", "multi", "copy")
+        return ("multi", "copy")
+
+    def worlds(self) -> tuple[str, ...]:
+        return ("w1", "w2") if self.w2 else ("w1",)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-CONFIGS: dict[str, AblationConfig] = {c.name: c for c in (
-    AblationConfig("base"),
-    AblationConfig("vanilla", scheme="vanilla", change="position scheme vanilla (Phantom: slots follow the video)"),
-    AblationConfig("ss", scheme="ss", change="position scheme SS-RoPE (spatial shift)"),
-    AblationConfig("jump", scheme="jump", change="position scheme Jump-RoPE (HarmoView)"),
-    AblationConfig("gray", empty_slot_mode="gray", change="empty slots = mid-gray latent"),
-    AblationConfig("drop", empty_slot_mode="drop", change="empty slots dropped"),
-    AblationConfig("single", multi_view=False, change="single view: trained and evaluated with the front view only"),
-    AblationConfig("mfi", mfi=True, change="with MFI (frontal-view patch features after the text)"),
+ARMS: dict[str, Arm] = {a.name: a for a in (
+    Arm("base", "base", BASE_CHANGE, w2=True),
+    Arm("single", "a", "single view: the start view only, in training and evaluation", views="single"),
+    Arm("vanilla", "b", "position scheme vanilla (Phantom: slots continue the video's time axis)", scheme="vanilla",
+        w2=True),
+    Arm("ss", "b", "position scheme SS-RoPE (views side by side on the w axis)", scheme="ss", w2=True),
+    Arm("jump", "b", "position scheme Jump-RoPE (HarmoView)", scheme="jump", w2=True),
+    Arm("gray", "c", "empty slots = mid-gray latent", empty_slot_mode="gray"),
+    Arm("drop", "c", "empty slots dropped", empty_slot_mode="drop"),
+    Arm("mfi", "d", "with MFI (frontal-view features of the toy vision encoder after the text)", mfi=True),
+    *(Arm(f"gap{g}", "e", f"TS-RoPE gap {g} (base: 8)", gap=float(g)) for g in (1, 4, 16, 32)),
 )}
 
 
-def parse_run_name(name: str, option: str = "--bundle-run") -> tuple[AblationConfig, int]:
+def parse_arms(text: str) -> list[str]:
+    """``--arms`` (comma-separated names) checked against :data:`ARMS`, in the order given."""
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in names if a not in ARMS]
+    if unknown or not names:
+        raise MVS2VError(f"--arms: unknown {unknown or 'empty list'}; choose from {','.join(ARMS)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """Comma-separated non-negative integers."""
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise MVS2VError(f"{option} {text!r} must be comma-separated integers, e.g. 0,1") from None
+    if not seeds or min(seeds) < 0:
+        raise MVS2VError(f"{option} {text!r} needs at least one seed, all >= 0")
+    return list(dict.fromkeys(seeds))
+
+
+def run_name(arm: str, seed: int) -> str:
+    return f"{arm}-s{seed}"
+
+
+def parse_run_name(name: str, option: str = "--bundle-run") -> tuple[Arm, int]:
     """``"base-s0"`` -> (the ``base`` arm, seed 0); ``option`` names the flag in the error."""
-    config, _, seed = name.rpartition("-s")
-    if config not in CONFIGS or not seed.isdigit():
-        raise MVS2VError(f"{option} {name!r} must look like CONFIG-sSEED, e.g. base-s0")
-    return CONFIGS[config], int(seed)
+    arm, _, seed = name.rpartition("-s")
+    if arm not in ARMS or not seed.isdigit():
+        raise MVS2VError(f"{option} {name!r} must look like ARM-sSEED with ARM one of {','.join(ARMS)}, e.g. base-s0")
+    return ARMS[arm], int(seed)
 
 
 @dataclass(frozen=True)
 class AblationSettings:
-    """Everything that changes the numbers (stored in ``settings.json``)."""
+    """Everything that changes the numbers (stored in ``--out``/settings.json and in every result file).
+
+    The recipe is the one of the W12 demo model (``/work/runs/demo_w12/train.toml`` in issue 11):
+    ``steps`` in ``cycle_steps``-step cosine cycles. ``init_sha256`` pins the init model's files.
+    """
 
     samples: int = 6000
-    data_seed: int = 0
-    size: int = 32
+    data_seed: int = 11
+    world: str = "w12"
     frames: int = 9
-    two_object_prob: float = 0.3
-    val_fraction: float = 0.05
+    val_fraction: float = 0.02
+    steps: int = 4800
+    cycle_steps: int = 600
+    learning_rate: float = 5e-4
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1
+    dropout_prob: float = 0.7
     batch_size: int = 8
-    pretrain_steps: int = 6000
-    pretrain_lr: float = 2e-3
-    finetune_steps: int = 300
-    finetune_lr: float = 5e-4
     timestep_shift: float = 3.0
-    eval_samples: int = 24
-    eval_views: tuple[str, ...] = ("front", "left", "back")
+    checkpoint_every: int = 200
+    bench_scenes: int = 64
+    bench_seeds: tuple[int, ...] = (0, 1)
+    curve_scenes: int = 16
+    eval_seed: int = 1000
     sample_steps: int = 20
     sample_shift: float = 3.0
     solver: str = "unipc"
     ref_scale: float = 2.0
     text_scale: float = 3.0
-    eval_seed: int = 0
+    init_sha256: dict[str, str] = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bench_seeds", tuple(int(s) for s in self.bench_seeds))
+        positive = ("samples", "frames", "steps", "cycle_steps", "batch_size", "checkpoint_every", "bench_scenes",
+                    "curve_scenes", "sample_steps")
+        bad = [k for k in positive if int(getattr(self, k)) < 1]
+        if bad:
+            raise MVS2VError(f"settings {', '.join(bad)} must be at least 1")
+
+    def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["eval_views"] = list(self.eval_views)
+        d["bench_seeds"] = list(self.bench_seeds)
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "AblationSettings":
+    def from_json(cls, d: dict[str, Any]) -> "AblationSettings":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise MVS2VError(f"settings.json has unknown keys {unknown}: it was written by another mvs2v version")
-        d = dict(d)
-        if "eval_views" in d:
-            d["eval_views"] = tuple(d["eval_views"])
+            raise MVS2VError(f"stored settings have unknown keys {unknown}: they were written by another version "
+                             "of the runner; use another --out")
         return cls(**d)
 
-    def views_of(self, arm: AblationConfig) -> tuple[str, ...]:
-        """The reference views a run of ``arm`` is given: the evaluation views, or the front one alone."""
-        return self.eval_views if arm.multi_view else ("front",)
+    def differences(self, other: "AblationSettings") -> dict[str, tuple[Any, Any]]:
+        """``{name: (self's value, other's value)}`` for every setting that differs."""
+        a, b = self.to_json(), other.to_json()
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}

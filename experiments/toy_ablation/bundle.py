@@ -1,136 +1,108 @@
-"""A finished run as the demo model of ``mvs2v demo`` (``mvs2v_toy/assets/toy_demo``): ``dit.safetensors``
-(bf16, Wan key layout), ``adapter.safetensors``, the toy ``codec/``, ``text_encoder/``, ``vision_encoder/``,
-``model.json`` (config, command, metrics) and ``README.md``."""
+"""A finished run as the demo model of ``mvs2v demo`` (``mvs2v_toy/assets/toy_demo``): its exported model
+folder, with its bench numbers in ``model.json`` (``bench``, ``metrics``) and a ``README.md``."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from mvs2v_core.errors import MVS2VError
-from mvs2v_core.utils import atomic_write
-from mvs2v_toy.demo import DEMO_MODEL_FORMAT
 
-from .arms import CONFIGS, AblationSettings
-from .files import METRICS_FILE, TRAIN_CONFIG_FILE, Layout, load_train_config, read_json, write_json
-from .report import LABELS, TABLE_METRICS
+from .arms import parse_run_name
+from .files import ENCODER_FOLDERS, Layout, read_json, write_json, write_text
+from .models import is_exported
+from .report import W1_METRICS, W2_METRICS, fmt_cell
+from .results import DONE, read_result
 
-ENCODER_FOLDERS = ("codec", "text_encoder", "vision_encoder")
-
-
-def pick_bundle_run(summary: dict) -> str:
-    """The run to bundle: the best seed (hidden-face accuracy) of the config with the best mean of it."""
-    best_c, best_v = None, -1.0
-    for c, entry in summary["configs"].items():
-        st = entry["metrics"].get("hidden_face_accuracy")
-        if st is not None and st["mean"] > best_v:
-            best_c, best_v = c, st["mean"]
-    if best_c is None:
-        raise MVS2VError("no finished run to bundle: run the ablation first")
-    per_seed = summary["configs"][best_c]["per_seed"]
-    seed = max(per_seed, key=lambda sd: per_seed[sd]["hidden_face_accuracy"] or -1.0)
-    return f"{best_c}-s{seed}"
+HEADLINE = {"w1": (("reference_use", "reference use"), ("slot_binding", "slot binding"),
+                   ("hidden_face_accuracy", "hidden-face accuracy"), ("hidden_face_visible", "frame-0 face accuracy"),
+                   ("psnr", "PSNR")),
+            "w2": (("reference_use", "own reference use"), ("causal_crosstalk", "causal crosstalk"))}
 
 
-def bundle_readme(info: dict) -> str:
-    """The bundled model's README.md: what it is, how it was trained, what it scored."""
-    c, d, m = info["config"], info["dit_config"], info["metrics"]
-    metric_lines = "\n".join(f"| {LABELS[k]} | {'n/a' if m.get(k) is None else format(m[k], '.3f')} |"
-                             for k in TABLE_METRICS)
+def bench_info(record: dict[str, Any], row: str) -> dict[str, Any]:
+    """``model.json`` ``bench``: per world the headline numbers (what the demo prints) and every row."""
+    out = {}
+    for world, summary in (record.get("bench") or {}).items():
+        cis = summary["rows"].get(row, {})
+        scope = (f"{summary['scenes']} held-out {world.upper()} scenes x sampling seeds "
+                 f"{','.join(map(str, summary['seeds']))} ({row} row)")
+        out[world] = {"scope": scope, "command": summary["command"],
+                      "headline": {label: cis[m] for m, label in HEADLINE.get(world, ())
+                                   if cis.get(m, {}).get("mean") is not None},
+                      "rows": summary["rows"], "paired": summary["paired"]}
+    return out
+
+
+def readme(info: dict[str, Any], record: dict[str, Any]) -> str:
+    """The bundled model's README: what it is, where it came from, what it scored."""
+    d = info["dit_config"]
+    lines = []
+    for world, metrics in (("w1", W1_METRICS), ("w2", W2_METRICS)):
+        summary = (record.get("bench") or {}).get(world)
+        if not summary:
+            continue
+        lines += ["", f"{world.upper()}: {summary['scenes']} held-out scenes x sampling seeds "
+                  f"{','.join(map(str, summary['seeds']))}; cells: mean [95% bootstrap interval over scenes]", "",
+                  "| row | " + " | ".join(label for _, label in metrics) + " |", "|---|" + "---|" * len(metrics)]
+        for row, cis in summary["rows"].items():
+            cells = [fmt_cell({**cis[m], "seeds": [0]}, m) if m in cis and cis[m]["mean"] is not None else "n/a"
+                     for m, _ in metrics]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    data, init = info["dataset"], ", ".join(f"{k} {v}" for k, v in info["init_sha256"].items())
     return f"""# The toy demo model of `mvs2v demo`
 
-A tiny Wan DiT ({info['parameters'] / 1e6:.2f} M parameters, width {d['dim']}, {d['num_heads']} heads of 128,
-{d['num_layers']} blocks, {d['in_dim']} latent channels, text width {d['text_dim']}, text length {d['text_len']}) trained
-from random weights on the toy world (`docs/toy_world.md`): text-to-video pretraining, then {info['finetune_steps']}
-fine-tune steps with the config and seed of ablation run `{info['run']}` (`docs/ablation.md`): {c['change']}.
+A tiny Wan DiT ({info['parameters'] / 1e6:.2f} M parameters, width {d['dim']}, {d['num_layers']} blocks) fine-tuned
+for {info['finetune_steps']} steps on the hidden-colour toy worlds W1/W2 ({data['world']}, {data['samples']} samples,
+seed {data['seed']}; `docs/toy_world.md`) as run `{info['run']}` of the ablation (`docs/ablation.md`):
+{info['config']['change']}. It started from the model with sha256 {init}.
 
-Files: `dit.safetensors` (bf16, original Wan key layout, config in the safetensors metadata),
-`adapter.safetensors` (mvs2v adapter: proxy tokens / MFI projector and the position scheme),
-`codec/`, `text_encoder/`, `vision_encoder/` (the toy codec and encoders), `model.json` (everything below,
-machine-readable).
+Files: `dit.safetensors` (bf16, original Wan key layout), `adapter.safetensors` (proxy tokens / MFI and the
+reference settings), `codec/`, `text_encoder/`, `vision_encoder/` (the toy codec and encoders), `model.json`.
 
-Trained with:
+Trained and scored with:
 
 ```
-{info['training_command']}
+{record['command']}
 ```
 
-(the run's own trainer config is in `model.json` under `train_config`; dataset seed {info['dataset']['seed']},
-{info['dataset']['samples']} samples, {info['frames']} frames of {info['width']}x{info['height']}).
-
-Sampler of the demo and of the ablation: {info['sampler']['solver']}, {info['sampler']['steps']} steps, shift
-{info['sampler']['shift']}, ref_scale {info['sampler']['ref_scale']}, text_scale {info['sampler']['text_scale']};
-references: {', '.join(info['eval_views'])}.
-
-Mean over the ablation's held-out samples:
-
-| metric | value |
-|---|---|
-{metric_lines}
-"""
+Sampler: {info['sampler']['solver']}, {info['sampler']['steps']} steps, shift {info['sampler']['shift']}, ref_scale
+{info['sampler']['ref_scale']}, text_scale {info['sampler']['text_scale']}.
+""" + "\n".join(lines) + "\n"
 
 
-def _write_models(layout: Layout, run_dir: Path, dest: Path) -> tuple[dict, int]:
-    """The run's DiT in bf16, its adapter and the toy encoders into ``dest`` (each replaced atomically);
-    returns the DiT config and its parameter count."""
-    import torch
-    from safetensors.torch import load_file
-
-    from mvs2v_core.model.loading import dit_config_metadata, load_dit
-    from mvs2v_core.utils import save_safetensors_atomic
-
-    dit = load_dit(run_dir / "adapter.dit.safetensors")
-    sd = {k: v.to(torch.bfloat16) for k, v in load_file(str(run_dir / "adapter.dit.safetensors")).items()}
-    save_safetensors_atomic(sd, dest / "dit.safetensors",
-                            {"format": "wan-dit", "note": f"mvs2v toy demo model ({run_dir.name})",
-                             **dit_config_metadata(dit.config)})
-    shutil.copyfile(run_dir / "adapter.safetensors", dest / ".adapter.tmp")
-    os.replace(dest / ".adapter.tmp", dest / "adapter.safetensors")
-    for folder in ENCODER_FOLDERS:
-        target = dest / folder
-        staging = dest / f".{folder}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(layout.data / folder, staging)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    return dit.config.to_dict(), int(sum(v.numel() for v in sd.values()))
+def _replace(src: Path, dest: Path) -> None:
+    """Copy a file or folder over ``dest`` (staged beside it, then moved in one step)."""
+    staging = dest.parent / f".{dest.name}.bundle-tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    if src.is_dir():
+        shutil.copytree(src, staging)
+        shutil.rmtree(dest, ignore_errors=True)
+    else:
+        shutil.copyfile(src, staging)
+    os.replace(staging, dest)
 
 
-def model_info(layout: Layout, s: AblationSettings, run_dir: Path, metrics: dict, dit_config: dict,
-               parameters: int, command: str) -> dict:
-    """``model.json``: the run's arm, DiT, sampler, dataset, command, trainer config and metrics."""
-    c = CONFIGS[metrics["config"]["name"]]
-    config_path = run_dir / TRAIN_CONFIG_FILE
-    return {
-        "format": DEMO_MODEL_FORMAT, "version": 1, "run": run_dir.name, "config": asdict(c),
-        "dit_config": dit_config, "parameters": parameters,
-        "mfi": c.mfi, "frames": s.frames, "width": s.size, "height": s.size,
-        "sampler": {"steps": s.sample_steps, "shift": s.sample_shift, "solver": s.solver, "ref_scale": s.ref_scale,
-                    "text_scale": s.text_scale},
-        "eval_views": list(s.views_of(c)),
-        "dataset": {"seed": s.data_seed, "samples": s.samples, "two_object_prob": s.two_object_prob,
-                    "val_fraction": s.val_fraction},
-        "training_command": command, "finetune_steps": load_train_config(config_path).total_steps,
-        "train_config": config_path.read_text(encoding="utf-8").replace(str(layout.root.resolve()),
-                                                                        "<ablation folder>"),
-        "metrics": metrics["means"], "train_seconds": metrics.get("train_seconds"),
-    }
-
-
-def bundle(layout: Layout, s: AblationSettings, run_dir: Path, dest: Path, command: str, log=print) -> Path:
-    """Copy a finished run (a grid run or the ``--bundle-steps`` run) as the demo model into ``dest``."""
-    metrics_path = run_dir / METRICS_FILE
-    if not metrics_path.is_file():
-        raise MVS2VError(f"run {run_dir} has no {METRICS_FILE}: it is not finished (or does not exist)")
-    metrics = read_json(metrics_path)
+def bundle(layout: Layout, results: Path, run: str, dest: Path, log=print) -> Path:
+    """Copy the finished run ``run`` (``ARM-sSEED``) into ``dest`` as the demo model."""
+    arm, _ = parse_run_name(run)
+    record = read_result(results, run)
+    model = layout.run(run).model
+    if record is None or record.get("status") != DONE or not is_exported(model):
+        raise MVS2VError(f"run {run} is not finished in {layout.root} (result file {results / (run + '.json')}): run "
+                         "the ablation for it first")
     dest.mkdir(parents=True, exist_ok=True)
-    dit_config, parameters = _write_models(layout, run_dir, dest)
-    info = model_info(layout, s, run_dir, metrics, dit_config, parameters, command)
+    for name in ("dit.safetensors", "adapter.safetensors", *ENCODER_FOLDERS):
+        _replace(model / name, dest / name)
+    info = read_json(model / "model.json")
+    info["training_command"] = record["command"]
+    info["bench"] = bench_info(record, arm.own_row)
+    w1 = record["bench"]["w1"]["rows"].get(arm.own_row, {})
+    info["metrics"] = {m: ci["mean"] for m, ci in w1.items()}
     write_json(dest / "model.json", info)
-    with atomic_write(dest / "README.md") as tmp:
-        tmp.write_text(bundle_readme(info), encoding="utf-8")
+    write_text(dest / "README.md", readme(info, record))
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
-    log(f"bundled {run_dir} into {dest} ({size / 1e6:.2f} MB)")
+    log(f"bundled {run} into {dest} ({size / 1e6:.2f} MB)")
     return dest

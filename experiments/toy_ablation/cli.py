@@ -1,145 +1,154 @@
-"""``python -m experiments.toy_ablation``: all phases, resumable; ``--bundle`` then writes the demo model."""
+"""``python -m experiments.toy_ablation``: the W1/W2 ablation (resumable), ``report``, ``--bundle``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 from mvs2v_core.errors import MVS2VError
 
-from .arms import CONFIGS, AblationSettings
-from .bundle import bundle, pick_bundle_run
-from .data import eval_rows, prepare_data
-from .files import SETTINGS_FILE, Layout, read_json, write_json
-from .report import aggregate
-from .run import MODULE, demo_finetune, pretrain, run_grid
-from .score import reference_rows
-from .workers import pretrain_worker, run_worker
+from .arms import ARMS, AblationSettings, parse_arms, parse_seeds
+from .data import init_hashes, prepare_data
+from .files import DEFAULT_INIT, DEFAULT_RESULTS, MODULE, Layout, read_json, repo_path, write_json
+from .report import write_report
+from .run import fill_caches, prepare_runs, run_pool, todo_runs
+from .workers import RunWorker, WorkerContext
 
 PROG = f"python -m {MODULE}"
 
 
-def _check_settings(out: Path, s: AblationSettings) -> None:
-    """Store the settings in a new folder; refuse to continue a folder made with other settings."""
-    settings_path = out / SETTINGS_FILE
-    if not settings_path.is_file():
-        write_json(settings_path, s.to_json())
+def check_settings(layout: Layout, s: AblationSettings) -> None:
+    """Store the settings in a new ``--out``; refuse to continue one made with other settings."""
+    if not layout.settings.is_file():
+        write_json(layout.settings, s.to_json())
         return
-    old = AblationSettings.from_json(read_json(settings_path))
-    if old != s:
-        diff = {k: (v, getattr(s, k)) for k, v in asdict(old).items() if v != getattr(s, k)}
-        raise MVS2VError(f"{out} holds an ablation with other settings ({diff}, stored vs asked): use another "
-                         "--out, or the stored settings to continue it")
+    diff = AblationSettings.from_json(read_json(layout.settings)).differences(s)
+    if diff:
+        shown = ", ".join(f"{k} {a} (stored) vs {b}" for k, (a, b) in list(diff.items())[:4])
+        raise MVS2VError(f"{layout.root} holds an ablation with other settings ({shown}): use another --out, or "
+                         "the stored settings to continue it")
 
 
-def run_ablation(out: Path, s: AblationSettings, configs: Sequence[str], seeds: Sequence[int], jobs: int,
-                 pretrain_threads: int, command: str, log=print) -> dict:
-    """All phases (each skipped when its outputs exist); returns the summary."""
-    layout = Layout(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, s)
+def run_ablation(layout: Layout, init: Path, s: AblationSettings, arms: Sequence[str], seeds: Sequence[int],
+                 jobs: int, threads: int, ctx: WorkerContext, log=print) -> list[str]:
+    """Every unfinished (arm, seed) run, then the table; returns the names of the runs that were started."""
+    s = dataclasses.replace(s, init_sha256=init_hashes(init))
+    layout.root.mkdir(parents=True, exist_ok=True)
+    check_settings(layout, s)
+    results = repo_path(ctx.results)
+    todo = todo_runs(results, s, arms, seeds)
     t0 = time.perf_counter()
-    prepare_data(layout, s, log)
-    eval_rows(layout, s)  # enough held-out samples, before hours of training
-    pretrain(layout, s, pretrain_threads, log)
-    failed = run_grid(layout, s, configs, seeds, jobs, log)
-    refs = reference_rows(layout, s)
-    summary = aggregate(layout, s, configs, seeds, command, refs)
-    log(f"table: {out / 'ablation.md'} (total {(time.perf_counter() - t0) / 60:.1f} min this call)")
+    failed: list[str] = []
+    if todo:
+        prepare_data(layout, s, log)
+        prepare_runs(layout, s, init, todo)
+        fill_caches(layout, todo, log)
+        failed = run_pool(layout, ctx, todo, jobs, threads, log)
+    table = write_report(results)
+    log(f"{len(todo) - len(failed)} of {len(todo)} run(s) finished in {(time.perf_counter() - t0) / 60:.1f} min; "
+        f"table: {table}")
     if failed:
         raise MVS2VError(f"{len(failed)} run(s) failed: {', '.join(failed)}; see their worker.log, then run the same "
-                         "command again (finished runs are kept)")
-    return summary
+                         "command again (finished work is kept)")
+    return todo
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = AblationSettings()
-    p = argparse.ArgumentParser(prog=PROG,
-                                description="Toy-world ablation of position scheme, empty-slot mode, view count and MFI.")
-    p.add_argument("--out", required=True, help="ablation folder (data, pretraining, runs, ablation.md); resumable")
-    p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)}")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated fine-tune seeds (default 0,1,2)")
-    p.add_argument("--jobs", type=int, default=2, help="fine-tune runs in parallel, one CPU thread each (default 2)")
-    p.add_argument("--pretrain-threads", type=int, default=2, help="CPU threads of the pretraining (default 2)")
-    p.add_argument("--samples", type=int, default=d.samples, help=f"toy dataset size (default {d.samples})")
-    p.add_argument("--pretrain-steps", type=int, default=d.pretrain_steps)
-    p.add_argument("--finetune-steps", type=int, default=d.finetune_steps)
-    p.add_argument("--eval-samples", type=int, default=d.eval_samples)
-    p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="sampling steps of the evaluation")
-    p.add_argument("--bundle", metavar="DEST", help="after the ablation, copy the best run here as the demo model")
-    p.add_argument("--bundle-run", metavar="CONFIG-sSEED", help="the run to bundle (default: the best, see docs)")
-    p.add_argument("--bundle-steps", type=int, default=0,
-                   help="fine-tune the bundled config and seed again for this many steps (same recipe, "
-                        "--pretrain-threads threads) and bundle that model instead (default 0: the ablation run)")
+    p = argparse.ArgumentParser(prog=PROG, description="W1/W2 ablation of views, position scheme, empty slots, MFI "
+                                "and TS gap (issue 11). `report` alone rewrites the table from the result files.")
+    p.add_argument("command", nargs="?", choices=["report"], help="report: only write the table from --results")
+    p.add_argument("--out", help="folder of the big files (data, checkpoints, models, bench videos); resumable")
+    p.add_argument("--data", help="an existing dataset made with these settings (default: written under --out)")
+    p.add_argument("--init", default=str(DEFAULT_INIT), help=f"toy model folder every arm starts from ({DEFAULT_INIT})")
+    p.add_argument("--results", default=str(DEFAULT_RESULTS), help=f"result files and the table ({DEFAULT_RESULTS})")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
+    p.add_argument("--seeds", default="0,1", help="training seeds (default 0,1)")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads, split between the jobs")
+    p.add_argument("--samples", type=int, default=d.samples, help=f"W12 dataset size (default {d.samples})")
+    p.add_argument("--data-seed", type=int, default=d.data_seed, help=f"dataset seed (default {d.data_seed})")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"fine-tune steps per run (default {d.steps})")
+    p.add_argument("--scenes", type=int, default=d.bench_scenes, help="held-out scenes of the final bench")
+    p.add_argument("--sampling-seeds", default=",".join(map(str, d.bench_seeds)), help="sampling seeds of the bench")
+    p.add_argument("--curve-scenes", type=int, default=d.curve_scenes, help="W1 scenes per curve point")
+    p.add_argument("--eval-seed", type=int, default=d.eval_seed, help="seed of the held-out scenes")
+    p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="sampling steps of the bench")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="checkpoint interval (steps)")
+    p.add_argument("--score-every", type=int, default=0, help="also score every N-th step's checkpoint into the "
+                   "curve (W1, --curve-scenes scenes; a multiple of 200; 0: only the finished run)")
+    p.add_argument("--bench-batch", type=int, default=16, help="videos per batched sampling run of the bench")
+    p.add_argument("--report-only", action="store_true", help="same as the `report` command")
+    p.add_argument("--bundle", metavar="DEST", help="copy a finished run as the demo model into DEST (no training)")
+    p.add_argument("--bundle-run", metavar="ARM-sSEED", default="base-s0", help="the run to bundle (base-s0)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--run-dir", help=argparse.SUPPRESS)
     return p
 
 
-def _worker(args: argparse.Namespace) -> None:
-    """Inside a child process of :mod:`.run`: the pretraining or one run."""
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("MVS2V_ABLATION_THREADS", "1")))
-    out = Path(args.out)
-    layout = Layout(out)
-    s = AblationSettings.from_json(read_json(out / SETTINGS_FILE))
-    if args.worker == "pretrain":
-        pretrain_worker(layout)
-    else:
-        run_worker(layout, s, args.worker, Path(args.run_dir) if args.run_dir else None)
+def _settings(args: argparse.Namespace) -> AblationSettings:
+    return AblationSettings(samples=args.samples, data_seed=args.data_seed, steps=args.steps,
+                            bench_scenes=args.scenes, bench_seeds=tuple(parse_seeds(args.sampling_seeds,
+                                                                                    "--sampling-seeds")),
+                            curve_scenes=args.curve_scenes, eval_seed=args.eval_seed, sample_steps=args.sample_steps,
+                            checkpoint_every=args.checkpoint_every)
 
 
-def _grid(args: argparse.Namespace) -> tuple[list[str], list[int]]:
-    """``--configs`` and ``--seeds``, checked."""
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    unknown = [c for c in configs if c not in CONFIGS]
-    if unknown or not configs:
-        raise MVS2VError(f"--configs: unknown {unknown}; choose from {', '.join(CONFIGS)}")
-    try:
-        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    except ValueError:
-        raise MVS2VError(f"--seeds {args.seeds!r} must be comma-separated integers, e.g. 0,1,2") from None
-    if not seeds or args.jobs < 1 or args.pretrain_threads < 1:
-        raise MVS2VError("--seeds needs at least one seed; --jobs and --pretrain-threads at least 1")
-    return configs, seeds
+def _context(args: argparse.Namespace, s: AblationSettings) -> WorkerContext:
+    if args.score_every < 0 or args.score_every % s.checkpoint_every:
+        raise MVS2VError(f"--score-every {args.score_every} must be 0 or a multiple of {s.checkpoint_every} "
+                         "(the checkpoint interval)")
+    if args.jobs < 1 or args.threads < 1 or args.bench_batch < 1:
+        raise MVS2VError("--jobs, --threads and --bench-batch must be at least 1")
+    return WorkerContext(args.out, args.init, args.results, args.score_every, args.bench_batch, args.data or "")
 
 
-def _ablation_and_bundle(args: argparse.Namespace, command: str) -> None:
-    configs, seeds = _grid(args)
-    s = AblationSettings(samples=args.samples, pretrain_steps=args.pretrain_steps,
-                         finetune_steps=args.finetune_steps, eval_samples=args.eval_samples,
-                         sample_steps=args.sample_steps)
-    out = Path(args.out)
-    summary = run_ablation(out, s, configs, seeds, args.jobs, args.pretrain_threads, command)
-    if not args.bundle:
+def _dispatch(args: argparse.Namespace) -> None:
+    if args.command == "report" or args.report_only:
+        print(Path(write_report(repo_path(args.results))).read_text(encoding="utf-8"))
         return
-    layout = Layout(out)
-    run_name = args.bundle_run or pick_bundle_run(summary)
-    run_dir = layout.runs / run_name
-    if args.bundle_steps:
-        run_dir = demo_finetune(layout, s, run_name, args.bundle_steps, args.pretrain_threads)
-        aggregate(layout, s, configs, seeds, command, reference_rows(layout, s))
-    bundle(layout, s, run_dir, Path(args.bundle), command)
+    if not args.out:
+        raise MVS2VError("--out is required: the folder of the data, checkpoints and models")
+    layout = Layout(Path(args.out), Path(args.data) if args.data else None)
+    if args.bundle:
+        from .bundle import bundle
+
+        bundle(layout, repo_path(args.results), args.bundle_run, Path(args.bundle))
+        return
+    if args.worker:  # a child of run_pool: the settings are the stored ones
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("MVS2V_ABLATION_THREADS", "1")))
+        stored = AblationSettings.from_json(read_json(layout.settings))
+        RunWorker(layout, _context(args, stored), args.worker)()
+        return
+    s = _settings(args)
+    ctx = _context(args, s)
+    run_ablation(layout, repo_path(args.init), s, parse_arms(args.arms), parse_seeds(args.seeds), args.jobs,
+                 args.threads, ctx)
+
+
+def _sigterm(signum, frame):  # the parent stops its workers on SIGTERM as on Ctrl-C
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    previous = signal.signal(signal.SIGTERM, _sigterm) if not args.worker else None
     try:
-        if args.worker:
-            _worker(args)
-        else:
-            _ablation_and_bundle(args, f"{PROG} " + " ".join(argv))
+        _dispatch(args)
     except MVS2VError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished runs and checkpoints are kept; run the same command to continue", file=sys.stderr)
+        print("interrupted: checkpoints and finished work are kept; run the same command to continue", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0

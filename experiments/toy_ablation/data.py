@@ -1,46 +1,98 @@
-"""Phase 1: the toy-world dataset, its encoders, and the held-out samples every run is scored on."""
+"""Inputs shared by every run: the W12 dataset, the toy encoders, and the init model (hashed, and its
+adapter re-labelled with each arm's reference settings)."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
+from pathlib import Path
 
 from mvs2v_core.errors import MVS2VError
-from mvs2v_core.utils import atomic_write
 
-from .arms import AblationSettings
-from .files import Layout
+from .arms import Arm, AblationSettings
+from .files import ENCODER_FOLDERS, INIT_FILES, Layout, read_json, same_files, sha256_file
+
+# The seed of the toy text encoder the bundled (and so the init) model was trained with. The dataset seed
+# (11) must not leak into it: save_toy_encoders(seed=11) gives other text embeddings.
+ENCODER_SEED = 0
 
 
-def _manifest_rows(layout: Layout) -> list[dict]:
-    text = (layout.data / "manifest.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def init_hashes(init: Path) -> dict[str, str]:
+    """sha256 of the init model's files (``dit.safetensors`` required, ``adapter.safetensors`` optional)."""
+    if not (init / "dit.safetensors").is_file():
+        raise MVS2VError(f"--init {init} has no dit.safetensors: give a toy model folder (dit.safetensors + "
+                         "adapter.safetensors), e.g. the previous demo model")
+    return {name: sha256_file(init / name) for name in INIT_FILES if (init / name).is_file()}
+
+
+def check_encoders(folder: Path, bundled: Path) -> None:
+    """The encoders under ``folder`` must be byte-identical to the bundled demo model's (when it is there)."""
+    for name in ENCODER_FOLDERS:
+        if (bundled / name).is_dir() and not same_files(folder / name, bundled / name):
+            raise MVS2VError(f"{folder / name} differs from the bundled {bundled / name}: the init model was trained "
+                             "with the bundled encoders; delete the ablation's encoders folder and run again")
+
+
+def check_dataset(data: Path, s: AblationSettings) -> None:
+    """The dataset's ``dataset.json`` must say it was written with these settings."""
+    found = read_json(data / "dataset.json")
+    want = {"seed": s.data_seed, "n_samples": s.samples, "world": s.world, "frames": s.frames,
+            "val_fraction": s.val_fraction}
+    diff = {k: (found.get(k), v) for k, v in want.items() if found.get(k) != v}
+    if diff:
+        shown = ", ".join(f"{k} {a} there vs {b}" for k, (a, b) in diff.items())
+        raise MVS2VError(f"the dataset in {data} was written with other settings ({shown}): give --data a dataset "
+                         "made with these settings, or leave --data out to write one under --out")
 
 
 def prepare_data(layout: Layout, s: AblationSettings, log=print) -> None:
-    """Write the toy dataset, its encoders and the text-to-video manifest (once)."""
+    """Write the dataset (once, unless ``--data`` names one) and the toy encoders, checked against the bundled
+    ones."""
     from mvs2v_toy import save_toy_encoders, write_toy_dataset
+    from mvs2v_toy.demo import DEMO_ASSETS
 
     data = layout.data
-    if (data / "manifest_t2v.jsonl").is_file() and (data / "vision_encoder").is_dir():
-        return
-    t0 = time.perf_counter()
     if not (data / "manifest.jsonl").is_file():
-        summary = write_toy_dataset(data, s.samples, seed=s.data_seed, width=s.size, height=s.size, frames=s.frames,
-                                    two_object_prob=s.two_object_prob, val_fraction=s.val_fraction)
-        log(f"data: {summary.samples} samples ({summary.train} train, {summary.val} val, {summary.two_object} with "
-            f"two objects) in {time.perf_counter() - t0:.0f}s")
-    save_toy_encoders(data)
-    # The text-to-video pretraining data: the same rows without their reference views.
-    rows = _manifest_rows(layout)
-    with atomic_write(data / "manifest_t2v.jsonl") as tmp:
-        tmp.write_text("".join(json.dumps({**r, "subjects": []}) + "\n" for r in rows), encoding="utf-8")
+        if layout.dataset is not None:
+            raise MVS2VError(f"--data {data} has no manifest.jsonl: give a dataset folder written by "
+                             "mvs2v toy-data / write_toy_dataset")
+        t0 = time.perf_counter()
+        summary = write_toy_dataset(data, s.samples, seed=s.data_seed, frames=s.frames, world=s.world,
+                                    val_fraction=s.val_fraction, overwrite=True)
+        log(f"data: {summary.samples} {s.world} samples ({summary.train} train, {summary.val} val, "
+            f"{summary.two_object} with two objects) in {time.perf_counter() - t0:.0f}s")
+    check_dataset(data, s)
+    if not all((layout.encoders / name).is_dir() for name in ENCODER_FOLDERS):
+        save_toy_encoders(layout.encoders, seed=ENCODER_SEED)
+    check_encoders(layout.encoders, DEMO_ASSETS)
 
 
-def eval_rows(layout: Layout, s: AblationSettings) -> list[dict]:
-    """The held-out samples every run is scored on: the first ``eval_samples`` rows of the ``val`` split."""
-    val = [r for r in _manifest_rows(layout) if r.get("split") == "val"][: s.eval_samples]
-    if len(val) < s.eval_samples:
-        raise MVS2VError(f"the dataset has only {len(val)} held-out (val) samples but --eval-samples is "
-                         f"{s.eval_samples}: raise --samples or lower --eval-samples")
-    return val
+def arm_reference_settings(arm: Arm):
+    """The arm's :class:`ReferenceSettings` (4 slots, reference timestep ``same``)."""
+    from mvs2v_core.references.settings import PositionScheme, ReferenceSettings
+
+    return ReferenceSettings(4, PositionScheme(arm.scheme, gap=arm.gap), arm.empty_slot_mode, "same")
+
+
+def write_init_adapter(init: Path, arm: Arm, dest: Path) -> Path | None:
+    """The init adapter with ``arm``'s reference settings: its proxy tokens when the arm uses proxies, its
+    MFI projector only for an MFI arm. ``None`` when the init model has no adapter (fresh parts)."""
+    from mvs2v_core.adapter import load_adapter, save_adapter
+
+    source = init / "adapter.safetensors"
+    if not source.is_file():
+        return None
+    if dest.is_file():
+        return dest
+    adapter = load_adapter(source)
+    keep_proxy = arm.empty_slot_mode == "proxy"
+    meta = dataclasses.replace(adapter.metadata, references=arm_reference_settings(arm),
+                               mfi_in_dim=adapter.metadata.mfi_in_dim if arm.mfi else None,
+                               training={"note": f"init of ablation arm {arm.name}", "source": str(source)})
+    relabelled = dataclasses.replace(adapter, metadata=meta,
+                                     proxy_tokens=adapter.proxy_tokens if keep_proxy else None,
+                                     mfi_weight=adapter.mfi_weight if arm.mfi else None,
+                                     mfi_bias=adapter.mfi_bias if arm.mfi else None)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_adapter(dest, relabelled)
+    return dest

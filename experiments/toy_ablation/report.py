@@ -1,162 +1,175 @@
-"""Phase 4: every finished run collected into ``summary.json`` and the markdown tables of ``ablation.md``."""
+"""The Markdown tables of the ablation (``results/ablation_table.md``), from the result files alone."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import asdict
+import shlex
+from pathlib import Path
 from typing import Any
 
-from mvs2v_core.utils import atomic_write
+from .aggregate import cell, common_settings, curve, finished, paired, train_minutes
+from .arms import ARMS, AblationSettings
+from .files import write_text
+from .results import read_all, settings_argv
 
-from .arms import CONFIGS, AblationSettings
-from .files import METRICS_FILE, TRAIN_CONFIG_FILE, Layout, load_train_config, read_json, write_json
-from .score import METRICS
-
-LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "s_v2r": "S_v->r", "s_r2v": "S_r->v",
-          "hidden_face_accuracy": "hidden-face acc.", "face_accuracy_all": "face acc. (all)", "crosstalk": "crosstalk"}
-TABLE_METRICS = ("hidden_face_accuracy", "psnr", "ssim", "s_v2r", "s_r2v", "face_accuracy_all", "crosstalk")
-PAIRED_METRICS = ("hidden_face_accuracy", "psnr", "s_r2v", "s_v2r", "crosstalk")
-DIGITS = {"psnr": 2}
-
-
-def _stats(values: list[float]) -> dict:
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {"mean": mean, "std": std, "min": min(values), "max": max(values), "n": n}
+TABLE_FILE = "ablation_table.md"
+W1_METRICS = (("reference_use", "reference use"), ("slot_binding", "slot binding"),
+              ("hidden_face_accuracy", "hidden-face acc."), ("hidden_face_visible", "frame-0 face acc."),
+              ("hidden_face_normalised", "hidden / frame-0"), ("psnr", "PSNR (dB)"), ("s_r2v", "S_r->v"))
+W2_METRICS = (("reference_use", "own reference use"), ("causal_crosstalk", "causal crosstalk (leak)"),
+              ("causal_crosstalk_own", "own (source)"))
+PAIRED_W1 = ("reference_use", "slot_binding", "hidden_face_accuracy", "psnr")
+BASELINES = (("copy", "copy of frame 0 (no model)"), ("none", "base model, no references"),
+             ("single", "base model given only the start view"))
+ZERO_NOTE = ("Reference use of the copy and start-view-only rows is exactly 0 by construction: the two versions "
+             "of a scene differ only in sides frame 0 and the start view do not show, so the inputs are identical.")
 
 
-def _fmt(st: dict | None, key: str) -> str:
-    if st is None:
+def _digits(metric: str) -> int:
+    return 2 if metric == "psnr" else 3
+
+
+def fmt_cell(c: dict[str, Any] | None, metric: str) -> str:
+    """``mean [lo, hi] (min..max)``; the spread only with two or more training seeds."""
+    if c is None:
         return "n/a"
-    d = DIGITS.get(key, 3)
-    return f"{st['mean']:.{d}f} ± {st['std']:.{d}f}"
+    d = _digits(metric)
+    text = f"{c['mean']:.{d}f} [{c['lo']:.{d}f}, {c['hi']:.{d}f}]"
+    return text + (f" ({c['min']:.{d}f}..{c['max']:.{d}f})" if len(c["seeds"]) > 1 else "")
 
 
-def _value(m: dict, key: str) -> str:
-    v = m.get(key)
-    return "n/a" if v is None else f"{v:.{DIGITS.get(key, 3)}f}"
+def fmt_diff(c: dict[str, Any] | None, metric: str) -> str:
+    if c is None:
+        return "n/a"
+    d = _digits(metric)
+    return f"{c['mean']:+.{d}f} [{c['lo']:+.{d}f}, {c['hi']:+.{d}f}]"
 
 
-def _config_entry(c: str, runs: dict[int, dict]) -> dict:
-    """One arm over its seeds: statistics per metric, the per-seed means, the training time."""
-    per_metric = {}
-    for k in METRICS:
-        vals = [r["means"][k] for r in runs.values() if r["means"].get(k) is not None]
-        per_metric[k] = _stats(vals) if vals else None
-    return {"config": asdict(CONFIGS[c]), "seeds": sorted(runs), "metrics": per_metric,
-            "per_seed": {sd: r["means"] for sd, r in sorted(runs.items())},
-            "train_minutes": _stats([r["train_seconds"] / 60 for r in runs.values()]) if runs else None}
+def _status(records: dict[str, dict[str, Any]], arm: str) -> str:
+    """"not run", or what the unfinished runs of ``arm`` have done so far."""
+    partial = [r for r in records.values() if r["arm"]["name"] == arm and r.get("status") != "done"]
+    if not partial:
+        return "not run"
+    return "not finished: " + ", ".join(f"s{r['seed']} {r.get('steps_done', 0)}/{r['steps_total']} steps"
+                                        for r in sorted(partial, key=lambda r: r["seed"]))
 
 
-def _paired(runs: dict[int, dict], base: dict[int, dict]) -> dict:
-    """Per metric, the difference to the base run of the same seed, over the seeds both have."""
-    common = sorted(set(runs) & set(base))
-    diffs = {}
-    for k in METRICS:
-        d = [runs[sd]["means"][k] - base[sd]["means"][k] for sd in common
-             if runs[sd]["means"].get(k) is not None and base[sd]["means"].get(k) is not None]
-        diffs[k] = _stats(d) if d else None
-    return {"seeds": common, "diff": diffs}
-
-
-def _demo_runs(layout: Layout) -> dict:
-    out = {}
-    for path in sorted((layout.root / "demo").glob(f"*/{METRICS_FILE}")):
-        r = read_json(path)
-        steps = load_train_config(path.parent / TRAIN_CONFIG_FILE).total_steps
-        out[path.parent.name] = {"means": r["means"], "steps": steps, "train_minutes": r["train_seconds"] / 60}
-    return out
-
-
-def aggregate(layout: Layout, s: AblationSettings, configs: Sequence[str], seeds: Sequence[int],
-              command: str, refs: dict | None) -> dict:
-    """Collect every finished run into ``summary.json`` and ``ablation.md`` (both written atomically)."""
-    runs: dict[str, dict[int, dict]] = {c: {} for c in configs}
-    for c in configs:
-        for sd in seeds:
-            path = layout.run(c, sd) / METRICS_FILE
-            if path.is_file():
-                runs[c][sd] = read_json(path)
-    summary: dict[str, Any] = {"settings": s.to_json(), "command": command, "configs": {}, "paired": {}}
-    for c in configs:
-        summary["configs"][c] = _config_entry(c, runs[c])
-    if "base" in configs:
-        for c in configs:
-            if c != "base":
-                summary["paired"][c] = _paired(runs[c], runs["base"])
-    summary["reference_rows"] = refs
-    summary["demo_runs"] = _demo_runs(layout)
-    write_json(layout.root / "summary.json", summary)
-    with atomic_write(layout.root / "ablation.md") as tmp:
-        tmp.write_text(markdown_table(summary), encoding="utf-8")
-    return summary
-
-
-def _header(summary: dict) -> list[str]:
-    s = summary["settings"]
-    views = ", ".join(s["eval_views"])
-    return [f"Command: `{summary['command']}`", "",
-            f"Held-out samples: {s['eval_samples']}; sampler: {s['solver']}, {s['sample_steps']} steps, shift "
-            f"{s['sample_shift']}, ref_scale {s['ref_scale']}, text_scale {s['text_scale']}, seed {s['eval_seed']}; "
-            f"multi-view runs are given the views {views}, single-view runs the front view; every run "
-            f"is scored against the same views ({views}: S_v->r, S_r->v and the hidden faces). "
-            "Values: mean ± standard deviation over seeds (sample std).", ""]
-
-
-def _config_table(summary: dict) -> list[str]:
-    lines = ["| config | change | seeds | " + " | ".join(LABELS[k] for k in TABLE_METRICS) + " |",
-             "|" + "---|" * (3 + len(TABLE_METRICS))]
-    for c, entry in summary["configs"].items():
-        seeds = ",".join(str(x) for x in entry["seeds"]) or "none"
-        cells = [_fmt(entry["metrics"].get(k), k) for k in TABLE_METRICS]
-        lines.append(f"| {c} | {entry['config']['change']} | {seeds} | " + " | ".join(cells) + " |")
+def _w1_table(records: dict[str, dict[str, Any]]) -> list[str]:
+    head = "| arm | change | row | seeds | " + " | ".join(label for _, label in W1_METRICS) + " | train min/run |"
+    lines = [head, "|" + "---|" * (5 + len(W1_METRICS))]
+    for arm in ARMS.values():
+        runs = finished(records, arm.name)
+        if not runs:
+            lines.append(f"| {arm.name} | {arm.change} | {arm.own_row} | {_status(records, arm.name)} |"
+                         + " |" * (len(W1_METRICS) + 1))
+            continue
+        cells = [fmt_cell(cell(runs, "w1", arm.own_row, m), m) for m, _ in W1_METRICS]
+        minutes = train_minutes(runs)
+        lines.append(f"| {arm.name} | {arm.change} | {arm.own_row} | {','.join(str(r['seed']) for r in runs)} | "
+                     + " | ".join(cells) + f" | {'n/a' if minutes is None else f'{minutes:.0f}'} |")
     return lines
 
 
-def _reference_table(refs: dict) -> list[str]:
-    lines = ["", "Reference rows (same held-out samples, no seeds):", "",
-             "| row | " + " | ".join(LABELS[k] for k in TABLE_METRICS) + " |", "|---|" + "---|" * len(TABLE_METRICS)]
-    names = {"truth": "true clips", "gray": "all-gray clip (128)",
-             "t2v_base": "text-to-video base, no references (the pretrained start of every run)"}
-    for key, label in names.items():
-        m = refs.get(key) or {}
-        lines.append(f"| {label} | " + " | ".join(_value(m, k) for k in TABLE_METRICS) + " |")
+def _baseline_table(records: dict[str, dict[str, Any]], world: str) -> list[str]:
+    runs = finished(records, "base")
+    lines = ["| baseline | " + " | ".join(label for _, label in W1_METRICS) + " |", "|---|" + "---|" * len(W1_METRICS)]
+    for row, label in BASELINES:
+        if row not in ARMS["base"].bench_rows(world):
+            continue
+        if not any(c for m, _ in W1_METRICS if (c := cell(runs, world, row, m))):
+            lines.append(f"| {label} | " + " | ".join("not run" for _ in W1_METRICS) + " |")
+            continue
+        lines.append(f"| {label} | " + " | ".join(fmt_cell(cell(runs, world, row, m), m) for m, _ in W1_METRICS) + " |")
     return lines
 
 
-def _demo_table(demo_runs: dict) -> list[str]:
-    lines = ["", "Longer fine-tune of the bundled demo model (`--bundle-steps`; one seed, same evaluation):", "",
-             "| run | fine-tune steps | " + " | ".join(LABELS[k] for k in TABLE_METRICS) + " |",
-             "|---|---|" + "---|" * len(TABLE_METRICS)]
-    for name, entry in demo_runs.items():
-        lines.append(f"| {name} | {entry['steps']} | " + " | ".join(_value(entry["means"], k) for k in TABLE_METRICS)
-                     + " |")
+def _paired_table(records: dict[str, dict[str, Any]]) -> list[str]:
+    base = finished(records, "base")
+    lines = ["| arm - base | seeds | " + " | ".join(f"Δ {m.replace('_', ' ')}" for m in PAIRED_W1) + " |",
+             "|---|---|" + "---|" * len(PAIRED_W1)]
+    for arm in ARMS.values():
+        if arm.name == "base":
+            continue
+        runs = finished(records, arm.name)
+        diffs = [paired(runs, base, "w1", arm.own_row, "multi", m) for m in PAIRED_W1]
+        seeds = next((d["seeds"] for d in diffs if d), None)
+        shown = ",".join(map(str, seeds)) if seeds else "not run" if not runs or not base else "n/a"
+        lines.append(f"| {arm.name} ({arm.own_row}) - base (multi) | {shown} | "
+                     + " | ".join(fmt_diff(d, m) for d, m in zip(diffs, PAIRED_W1)) + " |")
     return lines
 
 
-def _paired_table(paired: dict) -> list[str]:
-    lines = ["", "Paired difference to base (same seed, same data order and base model), mean ± std over seeds:", "",
-             "| config | seeds | " + " | ".join("Δ " + LABELS[k] for k in PAIRED_METRICS) + " |",
-             "|---|---|" + "---|" * len(PAIRED_METRICS)]
-    for c, entry in paired.items():
-        cells = []
-        for k in PAIRED_METRICS:
-            st = entry["diff"].get(k)
-            d = DIGITS.get(k, 3)
-            cells.append("n/a" if st is None else f"{st['mean']:+.{d}f} ± {st['std']:.{d}f}")
-        lines.append(f"| {c} | {','.join(map(str, entry['seeds']))} | " + " | ".join(cells) + " |")
+def _w2_table(records: dict[str, dict[str, Any]]) -> list[str]:
+    vanilla = finished(records, "vanilla")
+    lines = ["| arm | seeds | " + " | ".join(label for _, label in W2_METRICS) + " | leak - vanilla (paired) | "
+             "verdict |", "|---|---|" + "---|" * (len(W2_METRICS) + 2)]
+    for arm in (a for a in ARMS.values() if a.w2):
+        runs = finished(records, arm.name)
+        if not runs:
+            lines.append(f"| {arm.name} | {_status(records, arm.name)} |" + " |" * (len(W2_METRICS) + 2))
+            continue
+        cells = {m: cell(runs, "w2", "multi", m) for m, _ in W2_METRICS}
+        diff = None if arm.name == "vanilla" else paired(runs, vanilla, "w2", "multi", "multi", "causal_crosstalk")
+        own = cells["reference_use"]
+        verdict = "n/a" if own is None else "follows its references" if own["mean"] >= 0.5 else \
+            "inconclusive (own reference use < 0.5)"
+        lines.append(f"| {arm.name} | {','.join(str(r['seed']) for r in runs)} | "
+                     + " | ".join(fmt_cell(cells[m], m) for m, _ in W2_METRICS)
+                     + f" | {'-' if arm.name == 'vanilla' else fmt_diff(diff, 'causal_crosstalk')} | {verdict} |")
     return lines
 
 
-def markdown_table(summary: dict) -> str:
-    """The tables of ``ablation.md`` (mean ± standard deviation over seeds)."""
-    lines = _header(summary) + _config_table(summary)
-    if summary.get("reference_rows"):
-        lines += _reference_table(summary["reference_rows"])
-    if summary.get("demo_runs"):
-        lines += _demo_table(summary["demo_runs"])
-    if summary.get("paired"):
-        lines += _paired_table(summary["paired"])
-    return "\n".join(lines) + "\n"
+def _curve_table(records: dict[str, dict[str, Any]]) -> list[str]:
+    curves = {a: curve(finished(records, a) or [r for r in records.values() if r["arm"]["name"] == a]) for a in ARMS}
+    steps = sorted({st for c in curves.values() for st in c})
+    if not steps:
+        return ["No curve points yet (`--score-every`)."]
+    lines = ["| arm | " + " | ".join(str(st) for st in steps) + " |", "|---|" + "---|" * len(steps)]
+    for a, c in curves.items():
+        if c:
+            lines.append(f"| {a} | " + " | ".join(f"{c[st]['mean']:.3f}" if st in c else "" for st in steps) + " |")
+    return lines
+
+
+def _commands(records: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| arm | command |", "|---|---|"]
+    for arm in ARMS:
+        runs = [r for r in records.values() if r["arm"]["name"] == arm]
+        if runs:
+            seeds = sorted(r["seed"] for r in runs)
+            argv = shlex.split(runs[0]["command"])
+            argv[argv.index("--seeds") + 1] = ",".join(map(str, seeds))
+            cmd = shlex.join(argv)
+            lines.append(f"| {arm} | `{cmd}` |")
+    return lines
+
+
+def markdown(records: dict[str, dict[str, Any]]) -> str:
+    """Every table of the ablation as one Markdown document."""
+    s = common_settings(records) or AblationSettings()
+    intro = [f"Settings: {' '.join(settings_argv(s))}; {s.world} data (seed {s.data_seed}), {s.steps} steps in "
+             f"{s.cycle_steps}-step cosine cycles (lr {s.learning_rate:g}, batch {s.batch_size}, view dropout "
+             f"{s.dropout_prob}); bench: {s.bench_scenes} held-out scenes (eval seed {s.eval_seed}) x sampling seeds "
+             f"{','.join(map(str, s.bench_seeds))}, {s.sample_steps} sampling steps. Init sha256: "
+             + (", ".join(f"{k} {v[:12]}" for k, v in s.init_sha256.items()) or "n/a") + ".",
+             "", "Cells: mean over training seeds [95% bootstrap interval over scenes of the seed-averaged per-scene "
+             "values] (min..max of the training seeds' means, with two or more seeds). Missing runs show as "
+             "\"not run\"."]
+    parts = [("W1 (one cube): each arm on the row it was trained for", _w1_table(records)),
+             ("W1 baselines (same scenes)", _baseline_table(records, "w1") + ["", ZERO_NOTE]),
+             ("W1 paired differences to base (same scenes and training seeds)", _paired_table(records)),
+             ("W2 (two cubes): own reference use and causal crosstalk per position scheme", _w2_table(records)),
+             ("W2 baselines (same scenes)", _baseline_table(records, "w2") + ["", ZERO_NOTE]),
+             ("Reference use along training (W1 curve points; the last column is the final bench)",
+              _curve_table(records)),
+             ("Commands that reproduce each row", _commands(records))]
+    out = ["# Toy ablation on W1/W2", "", *intro]
+    for title, lines in parts:
+        out += ["", f"## {title}", "", *lines]
+    return "\n".join(out) + "\n"
+
+
+def write_report(results: Path) -> Path:
+    """Write ``results/ablation_table.md`` atomically; returns its path."""
+    path = results / TABLE_FILE
+    write_text(path, markdown(read_all(results) if results.is_dir() else {}))
+    return path

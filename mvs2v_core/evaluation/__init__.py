@@ -4,10 +4,14 @@
   folders.
 * :mod:`.metrics` -- PSNR, SSIM, ``S_v->r`` / ``S_r->v``, colour classification.
 * :mod:`.report` -- the side-by-side strip and the metrics plot.
+* :mod:`.registry` -- THE metric registry: every metric and probe with the inputs and weights it
+  needs; :func:`compute_metrics` runs those whose needs are met and says why the others did not.
+* :mod:`.stats` -- bootstrap confidence intervals over scenes (plain and paired).
 
-Metrics that need a ground truth (the toy world's face accuracy and crosstalk, ``mvs2v eval``) live
-with that world, in ``mvs2v_toy``. See ``docs/toy_world.md`` for the exact definitions. The names
-below are imported on first use; matplotlib and transformers only inside the functions that need them.
+Metrics that need a ground truth (the toy world's face accuracy, crosstalk and causal probes,
+``mvs2v eval``) live with that world, in ``mvs2v_toy``, and join the registry from there. See
+``docs/toy_world.md`` for the exact definitions. The names below are imported on first use;
+matplotlib and transformers only inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ _EXPORTS = {
     "PSNR_CAP": ".metrics", "psnr": ".metrics", "ssim": ".metrics", "reference_similarity": ".metrics",
     "classify_colours": ".metrics",
     "write_strip": ".report", "strip_image": ".report", "write_plot": ".report",
+    "Metric": ".registry", "MetricWeights": ".registry", "MetricNotApplicable": ".registry",
+    "register_metric": ".registry", "get_metric": ".registry", "available_metrics": ".registry",
+    "compute_metrics": ".registry", "format_metric_table": ".registry",
+    "bootstrap_ci": ".stats", "paired_bootstrap_ci": ".stats", "ratio_bootstrap_ci": ".stats",
 }
 
 __all__ = sorted(_EXPORTS)

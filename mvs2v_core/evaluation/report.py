@@ -7,6 +7,7 @@ backend, so evaluation runs on machines without a display.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,10 +16,12 @@ import numpy as np
 from ..errors import MVS2VError
 from ..utils import atomic_write
 
-__all__ = ["write_strip", "strip_image", "write_plot", "require_matplotlib"]
+__all__ = ["write_strip", "strip_image", "write_plot", "require_matplotlib", "StripRow", "rows_image", "write_rows",
+           "frame_indices"]
 
 _BG = (255, 255, 255)
 _LABEL_W = 44
+_CAPTION_H = 12
 
 
 def _fit(image: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -29,8 +32,63 @@ def _fit(image: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
 
 
+@dataclass
+class StripRow:
+    """One row of a strip picture: a label at the left and tiles, each with a caption above it.
+
+    Attributes:
+        label: the row's name (``"refs"``, ``"gen"``...), a few characters.
+        images: uint8 ``[h, w, 3]`` tiles (resized to the strip's tile size when they differ).
+        captions: one short caption per tile (``"t3"``, ``"left 90°"``), or empty for none.
+    """
+
+    label: str
+    images: Sequence[np.ndarray]
+    captions: Sequence[str] = ()
+
+
+def frame_indices(n: int, max_frames: int) -> list[int]:
+    """At most ``max_frames`` frame indices of an ``n``-frame clip, evenly spaced, first and last included."""
+    k = min(n, max(2, int(max_frames)))
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
+
+
+def rows_image(rows: Sequence[StripRow], tile_hw: tuple[int, int], scale: int = 4, gap: int = 2) -> np.ndarray:
+    """Rows of tiles upscaled by ``scale`` (nearest neighbour), captions above every tile, as uint8 ``[H, W, 3]``."""
+    from PIL import Image, ImageDraw
+
+    h, w = tile_hw
+    cell_w, cell_h = w * scale + gap, h * scale + gap + _CAPTION_H
+    cols = max([len(r.images) for r in rows] + [1])
+    label_w = max([_LABEL_W] + [6 * len(r.label) + 6 for r in rows])
+    canvas = Image.new("RGB", (label_w + cols * cell_w, len(rows) * cell_h), _BG)
+    draw = ImageDraw.Draw(canvas)
+    for r, row in enumerate(rows):
+        top = r * cell_h
+        draw.text((2, top + _CAPTION_H + (h * scale) // 2 - 5), row.label, fill=(0, 0, 0))
+        for c, img in enumerate(row.images):
+            tile = Image.fromarray(np.ascontiguousarray(_fit(img, h, w), dtype=np.uint8)).resize(
+                (w * scale, h * scale), Image.NEAREST)
+            canvas.paste(tile, (label_w + c * cell_w, top + _CAPTION_H))
+            if c < len(row.captions) and row.captions[c]:
+                draw.text((label_w + c * cell_w + 2, top + 1), row.captions[c], fill=(0, 0, 0))
+    return np.asarray(canvas, dtype=np.uint8).copy()
+
+
+def write_rows(path: str | os.PathLike, rows: Sequence[StripRow], tile_hw: tuple[int, int], scale: int = 4,
+               gap: int = 2) -> Path:
+    """Write :func:`rows_image` as a PNG (atomically)."""
+    from PIL import Image
+
+    out = Path(path)
+    with atomic_write(out, suffix=".png") as tmp:
+        Image.fromarray(rows_image(rows, tile_hw, scale, gap)).save(tmp, format="PNG")
+    return out
+
+
 def write_strip(path: str | os.PathLike, references: Sequence[np.ndarray], generated: np.ndarray,
-                truth: np.ndarray, scale: int = 4, max_frames: int = 17, gap: int = 2) -> Path:
+                truth: np.ndarray, scale: int = 4, max_frames: int = 17, gap: int = 2,
+                reference_labels: Sequence[str] = ()) -> Path:
     """Three rows -- references | generated | truth -- upscaled by ``scale`` (nearest neighbour).
 
     Args:
@@ -38,10 +96,11 @@ def write_strip(path: str | os.PathLike, references: Sequence[np.ndarray], gener
         references: uint8 ``[h, w, 3]`` reference views (resized to the frame size if needed).
         generated, truth: uint8 ``[F, H, W, 3]`` clips of one shape.
         max_frames: at most this many frames are shown, evenly spaced (always first and last).
+        reference_labels: a caption per reference view (e.g. ``"left 90°"``); frames are captioned ``t0``...
     """
     from PIL import Image
 
-    canvas = Image.fromarray(strip_image(references, generated, truth, scale, max_frames, gap))
+    canvas = Image.fromarray(strip_image(references, generated, truth, scale, max_frames, gap, reference_labels))
     out = Path(path)
     with atomic_write(out, suffix=".png") as tmp:
         canvas.save(tmp, format="PNG")
@@ -49,35 +108,16 @@ def write_strip(path: str | os.PathLike, references: Sequence[np.ndarray], gener
 
 
 def strip_image(references: Sequence[np.ndarray], generated: np.ndarray, truth: np.ndarray, scale: int = 4,
-                max_frames: int = 17, gap: int = 2) -> np.ndarray:
+                max_frames: int = 17, gap: int = 2, reference_labels: Sequence[str] = ()) -> np.ndarray:
     """The picture :func:`write_strip` writes, as uint8 ``[height, width, 3]``."""
-    from PIL import Image, ImageDraw
-
     if generated.shape != truth.shape or generated.ndim != 4:
         raise MVS2VError(f"the strip needs generated and truth clips of one shape [F, H, W, 3], got "
                          f"{generated.shape} and {truth.shape}")
-    n, h, w, _ = generated.shape
-    k = min(n, max(2, int(max_frames)))
-    idx = sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
-    cell_w, cell_h = w * scale + gap, h * scale + gap
-    cols = max(len(idx), len(references), 1)
-    canvas = Image.new("RGB", (_LABEL_W + cols * cell_w, 3 * cell_h + 14), _BG)
-    draw = ImageDraw.Draw(canvas)
-
-    def put(row: int, col: int, img: np.ndarray) -> None:
-        tile = Image.fromarray(np.ascontiguousarray(_fit(img, h, w), dtype=np.uint8)).resize(
-            (w * scale, h * scale), Image.NEAREST)
-        canvas.paste(tile, (_LABEL_W + col * cell_w, 14 + row * cell_h))
-
-    for c, ref in enumerate(references):
-        put(0, c, ref)
-    for c, t in enumerate(idx):
-        put(1, c, generated[t])
-        put(2, c, truth[t])
-        draw.text((_LABEL_W + c * cell_w + 2, 2), f"t{t}", fill=(0, 0, 0))
-    for row, label in enumerate(("refs", "gen", "truth")):
-        draw.text((2, 14 + row * cell_h + cell_h // 2 - 5), label, fill=(0, 0, 0))
-    return np.asarray(canvas, dtype=np.uint8).copy()
+    idx = frame_indices(generated.shape[0], max_frames)
+    times = [f"t{t}" for t in idx]
+    rows = [StripRow("refs", list(references), list(reference_labels)),
+            StripRow("gen", [generated[t] for t in idx], times), StripRow("truth", [truth[t] for t in idx], times)]
+    return rows_image(rows, generated.shape[1:3], scale, gap)
 
 
 def require_matplotlib() -> Any:

@@ -277,7 +277,7 @@ class WanDiT(nn.Module):
         :class:`ReferenceTokenPlan` (the ComfyUI patch runs the same plan).
         """
         b = tokens.shape[0]
-        plan = ReferenceTokenPlan.build(grid, refs.layout, refs.settings)
+        plan = ReferenceTokenPlan.build(grid, refs.layout, refs.settings, refs.sample_layouts)
         if refs.latents.shape[0] != b or refs.latents.shape[1] != self.config.in_dim:
             raise MVS2VError(
                 f"reference latents {tuple(refs.latents.shape)} do not match the video latents "

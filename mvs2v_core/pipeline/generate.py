@@ -67,6 +67,22 @@ class GenerationSettings:
         check_generation_settings(self)
 
 
+@dataclass
+class EncodedConditioning:
+    """The encoded inputs of one generation (batch 1; contexts zero-padded to at least ``text_len``).
+
+    ``context`` / ``negative``: prompt / negative prompt ``[1, L, text_dim]`` (with MFI, ``context`` has
+    the frontal views' tokens appended); ``ref_latents``: ``[1, C, S, h, w]`` or None without subjects;
+    ``neg_ref`` / ``neg_noref``: the negative context of Phantom's passes with / without references.
+    """
+
+    context: torch.Tensor
+    negative: torch.Tensor
+    ref_latents: torch.Tensor | None
+    neg_ref: torch.Tensor | None
+    neg_noref: torch.Tensor | None
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -379,26 +395,17 @@ class MVS2VPipeline:
         feats = self.vision_encoder(frontal)  # type: ignore[misc]
         return feats.unsqueeze(0)
 
-    # ---- generation --------------------------------------------------------------------------
-    @torch.no_grad()
-    def generate(
+    def encode_conditioning(
         self,
-        settings: GenerationSettings,
-        subjects: Sequence[SubjectInput] = (),
-        progress: Callable[[dict], None] | None = None,
-    ) -> GenerationResult:
-        s = settings
-        check_generation_settings(s)  # again: the dataclass may have been changed since it was made
-        timings: dict[str, float] = {}
-        sf, tf = self.vae.spatial_factor, self.vae.temporal_factor
-        ph, pw = self.dit.config.patch_size[1:]
-        check_video_size(s.width, s.height, s.frames, sf * max(ph, pw), tf)
-        refs = self.resolve_references(s.references)
-        layout = layout_for(subjects, refs.slots_per_subject) if subjects else None
-        if s.check_memory:  # before any encoder runs: a size that cannot fit costs nothing
-            check_forward_memory(*self.estimate_memory(s, layout, refs), self.device)
+        s: GenerationSettings,
+        subjects: Sequence[SubjectInput],
+        layout: ReferenceLayout | None,
+        timings: dict[str, float] | None = None,
+    ) -> EncodedConditioning:
+        """Prompt, negative prompt and reference views of one generation, encoded (see
+        :class:`EncodedConditioning`); adds ``text_encode`` / ``reference_encode`` seconds to ``timings``."""
+        timings = {} if timings is None else timings
         t0 = time.perf_counter()
-
         ctx = self.encode_text([s.prompt, s.negative_prompt])
         pos_ctx, neg_ctx = ctx[:1], ctx[1:]
         timings["text_encode"] = time.perf_counter() - t0
@@ -418,8 +425,41 @@ class MVS2VPipeline:
             else:
                 neg_ref_ctx = neg_noref_ctx = neg_ctx
         timings["reference_encode"] = time.perf_counter() - t1
+        return EncodedConditioning(pos_ctx, neg_ctx, ref_lat, neg_ref_ctx, neg_noref_ctx)
 
-        guidance = self._guidance(s, pos_ctx, neg_ctx, ref_lat, neg_ref_ctx, neg_noref_ctx)
+    # ---- generation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_batch(
+        self,
+        settings: Sequence[GenerationSettings],
+        subjects: Sequence[Sequence[SubjectInput]],
+        progress: Callable[[dict], None] | None = None,
+    ) -> list[GenerationResult]:
+        """Many generations of one size in few batched sampling runs (:func:`.batch.generate_batch`)."""
+        from .batch import generate_batch
+
+        return generate_batch(self, settings, subjects, progress)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        settings: GenerationSettings,
+        subjects: Sequence[SubjectInput] = (),
+        progress: Callable[[dict], None] | None = None,
+    ) -> GenerationResult:
+        s = settings
+        check_generation_settings(s)  # again: the dataclass may have been changed since it was made
+        timings: dict[str, float] = {}
+        sf, tf = self.vae.spatial_factor, self.vae.temporal_factor
+        ph, pw = self.dit.config.patch_size[1:]
+        check_video_size(s.width, s.height, s.frames, sf * max(ph, pw), tf)
+        refs = self.resolve_references(s.references)
+        layout = layout_for(subjects, refs.slots_per_subject) if subjects else None
+        if s.check_memory:  # before any encoder runs: a size that cannot fit costs nothing
+            check_forward_memory(*self.estimate_memory(s, layout, refs), self.device)
+        t0 = time.perf_counter()
+        enc = self.encode_conditioning(s, subjects, layout, timings)
+        guidance = self._guidance(s, enc.context, enc.negative, enc.ref_latents, enc.neg_ref, enc.neg_noref)
         model_fn = self._model_fn(refs, layout)
         f = 1 + (s.frames - 1) // tf
         shape = (1, self.dit.config.in_dim, f, s.height // sf, s.width // sf)

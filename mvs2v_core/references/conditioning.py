@@ -14,7 +14,7 @@ import torch
 from ..errors import MVS2VError
 from .layout import ReferenceLayout
 from .settings import ReferenceSettings
-from .tokens import check_proxy_tokens
+from .tokens import check_proxy_tokens, check_sample_layouts
 
 
 @dataclass
@@ -29,12 +29,16 @@ class ReferenceConditioning:
         settings: slots per subject, position scheme, empty-slot mode, reference timestep.
         proxy_tokens: ``[K, dim]`` learnable vectors (K = slots per subject), needed under ``proxy``
             when a slot is empty; broadcast over the slot's token grid after patch embedding.
+        sample_layouts: one layout per sample when the samples of the batch fill different slots
+            (``proxy`` / ``gray`` only: positions and token counts never depend on which slots are
+            filled, so only the proxy fill differs); None when ``layout`` holds for every sample.
     """
 
     latents: torch.Tensor
     layout: ReferenceLayout
     settings: ReferenceSettings
     proxy_tokens: torch.Tensor | None = None
+    sample_layouts: tuple[ReferenceLayout, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.settings, ReferenceSettings):
@@ -50,7 +54,15 @@ class ReferenceConditioning:
                 f"{self.layout.slots_per_subject}); give one latent frame per slot, empty ones included"
             )
         check_proxy_tokens(self.layout, self.settings, self.proxy_tokens, "load an adapter that has them")
+        if self.sample_layouts is not None:
+            self.sample_layouts = tuple(self.sample_layouts)
+            if len(self.sample_layouts) != self.latents.shape[0]:
+                raise MVS2VError(f"{len(self.sample_layouts)} per-sample layouts for a batch of {self.latents.shape[0]}: "
+                                 "give one layout per sample")
+            check_sample_layouts(self.layout, self.sample_layouts, self.settings)
+            for lay in self.sample_layouts:
+                check_proxy_tokens(lay, self.settings, self.proxy_tokens, "load an adapter that has them")
 
     def with_latents(self, latents: torch.Tensor) -> "ReferenceConditioning":
         """The same conditioning with other latents (e.g. zeros for the no-reference guidance pass)."""
-        return ReferenceConditioning(latents, self.layout, self.settings, self.proxy_tokens)
+        return ReferenceConditioning(latents, self.layout, self.settings, self.proxy_tokens, self.sample_layouts)

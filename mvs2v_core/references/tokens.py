@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from einops import repeat
 
 from ..errors import MVS2VError
 from .layout import ReferenceLayout
@@ -63,6 +62,19 @@ def check_proxy_tokens(
             f"{layout.slots_per_subject} slots per subject: use an adapter trained with "
             f"{layout.slots_per_subject} slots per subject, or change the slots per subject"
         )
+
+
+def check_sample_layouts(layout: ReferenceLayout, sample_layouts: Sequence[ReferenceLayout],
+                         settings: ReferenceSettings) -> None:
+    """Refuse per-sample layouts that cannot share one forward: under ``drop`` the kept slots (and so the
+    token count) depend on which slots are filled; otherwise the subjects and slot counts must agree."""
+    if settings.empty_slot_mode == EmptySlotMode.DROP:
+        raise MVS2VError("per-sample layouts need every slot to make tokens: use 'proxy' or 'gray', or batch only "
+                         "samples with the same filled slots under 'drop'")
+    for lay in sample_layouts:
+        if (lay.num_subjects, lay.slots_per_subject) != (layout.num_subjects, layout.slots_per_subject):
+            raise MVS2VError(f"per-sample layouts must have the batch layout's {layout.num_subjects} subject(s) x "
+                             f"{layout.slots_per_subject} slots, got {lay.num_subjects} x {lay.slots_per_subject}")
 
 
 def extend_timesteps(
@@ -123,9 +135,14 @@ class ReferenceTokenPlan:
     settings: ReferenceSettings
     kept: tuple[int, ...]
     proxy_fill: tuple[tuple[int, int], ...]
+    sample_proxy_fill: tuple[tuple[tuple[int, int], ...], ...] | None = None
 
     @classmethod
-    def build(cls, grid: Sequence[int], layout: ReferenceLayout, settings: ReferenceSettings) -> "ReferenceTokenPlan":
+    def build(cls, grid: Sequence[int], layout: ReferenceLayout, settings: ReferenceSettings,
+              sample_layouts: Sequence[ReferenceLayout] | None = None) -> "ReferenceTokenPlan":
+        """The plan for ``layout``; ``sample_layouts`` (one per sample) lets the samples of one batch fill
+        different slots under ``proxy`` / ``gray``, where every slot makes tokens at a position that does
+        not depend on which slots are filled: only the proxy fill differs per sample."""
         if layout.slots_per_subject != settings.slots_per_subject:
             raise MVS2VError(
                 f"the reference layout has {layout.slots_per_subject} slots per subject but the settings say "
@@ -133,7 +150,11 @@ class ReferenceTokenPlan:
             )
         f, h, w = (int(x) for x in grid)
         kept = tuple(layout.kept_slots(settings.empty_slot_mode))
-        return cls((f, h, w), layout, settings, kept, tuple(proxy_slot_table(layout, settings)))
+        per_sample = None
+        if sample_layouts is not None:
+            check_sample_layouts(layout, sample_layouts, settings)
+            per_sample = tuple(tuple(proxy_slot_table(lay, settings)) for lay in sample_layouts)
+        return cls((f, h, w), layout, settings, kept, tuple(proxy_slot_table(layout, settings)), per_sample)
 
     @property
     def tokens_per_frame(self) -> int:
@@ -170,16 +191,22 @@ class ReferenceTokenPlan:
         Returns:
             ``tokens`` itself when nothing is filled, else a new tensor (differentiable in both).
         """
-        if not self.proxy_fill:
+        per_sample = self.sample_proxy_fill is not None
+        fills = list(self.sample_proxy_fill) if per_sample else [self.proxy_fill]  # type: ignore[arg-type]
+        if per_sample and len(fills) != tokens.shape[0]:
+            raise MVS2VError(f"{len(fills)} per-sample layouts for a batch of {tokens.shape[0]}: give one per sample")
+        if not any(fills):
             return tokens
         if proxy_tokens is None:
             raise MVS2VError("empty slots need proxy tokens under the 'proxy' mode, but none were given")
         n = self.tokens_per_frame
         proxy = proxy_tokens.to(device=tokens.device, dtype=tokens.dtype)
         out = tokens.clone()
-        for pos, view in self.proxy_fill:
-            start = self.num_video_tokens + pos * n
-            out[:, start : start + n] = repeat(proxy[view], "d -> b n d", b=tokens.shape[0], n=n)
+        for b, fill in enumerate(fills):
+            rows = slice(b, b + 1) if per_sample else slice(None)
+            for pos, view in fill:
+                start = self.num_video_tokens + pos * n
+                out[rows, start : start + n] = proxy[view]  # broadcast over the rows and the slot's n tokens
         return out
 
     def timesteps(self, timestep: torch.Tensor) -> torch.Tensor:
@@ -189,4 +216,4 @@ class ReferenceTokenPlan:
         )
 
 
-__all__ = ["ReferenceTokenPlan", "proxy_slot_table", "check_proxy_tokens", "extend_timesteps"]
+__all__ = ["ReferenceTokenPlan", "proxy_slot_table", "check_proxy_tokens", "check_sample_layouts", "extend_timesteps"]

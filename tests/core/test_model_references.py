@@ -203,3 +203,40 @@ def test_tokens_entering_the_blocks_are_contiguous(model):
     finally:
         handle.remove()
     assert seen == [True]
+
+
+OTHER = ReferenceLayout.build([["left"], ["front", "back"]], 3)  # same 2 subjects x 3 slots, other slots filled
+
+
+@pytest.mark.parametrize("mode", ["proxy", "gray"])
+def test_per_sample_layouts_equal_one_forward_per_sample(model, mode):
+    """Samples that fill different slots share one forward under proxy / gray: the batched output equals
+    running each sample with its own layout (the trainer's batching of view-dropout draws)."""
+    x, t, ctx = inputs()
+    lat = ref_latents(2, LAYOUT)
+    proxy = ProxyTokens(3, CFG.dim)
+    settings = ReferenceSettings(3, PositionScheme("ts"), mode, "same")
+    p = proxy.tokens if mode == "proxy" else None
+    batched = model(x, t, ctx, refs=ReferenceConditioning(lat, LAYOUT, settings, p, (LAYOUT, OTHER)))
+    one = model(x[:1], t[:1], ctx[:1], refs=ReferenceConditioning(lat[:1], LAYOUT, settings, p))
+    two = model(x[1:], t[1:], ctx[1:], refs=ReferenceConditioning(lat[1:], OTHER, settings, p))
+    assert torch.allclose(batched, torch.cat([one, two]), atol=1e-5)
+    if mode == "proxy":  # and not what one shared layout gives: the second sample's fill differs
+        shared = model(x, t, ctx, refs=ReferenceConditioning(lat, LAYOUT, settings, p))
+        assert (shared[1:] - two).abs().max() > 1e-4
+        batched.square().mean().backward()
+        assert proxy.tokens.grad is not None and proxy.tokens.grad.abs().sum() > 0
+        model.zero_grad()
+
+
+def test_per_sample_layouts_are_refused_under_drop_and_for_other_shapes(model):
+    lat = ref_latents(2, LAYOUT)
+    with pytest.raises(MVS2VError, match="per-sample layouts need every slot"):
+        ReferenceConditioning(lat, LAYOUT, ReferenceSettings(3, PositionScheme("ts"), "drop", "same"), None,
+                              (LAYOUT, OTHER))
+    with pytest.raises(MVS2VError, match="one layout per sample"):
+        ReferenceConditioning(lat, LAYOUT, ReferenceSettings(3, PositionScheme("ts"), "gray", "same"), None, (LAYOUT,))
+    single = ReferenceLayout.build([["left"]], 3)
+    with pytest.raises(MVS2VError, match="subject\\(s\\) x"):
+        ReferenceConditioning(lat, LAYOUT, ReferenceSettings(3, PositionScheme("ts"), "gray", "same"), None,
+                              (LAYOUT, single))

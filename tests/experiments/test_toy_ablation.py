@@ -1,89 +1,227 @@
-"""The toy-world ablation runner (``python -m experiments.toy_ablation``): a miniature grid end to end,
-resuming, refusing other settings, the table's statistics, bundling a run as the demo model."""
+"""The W1/W2 ablation runner (``python -m experiments.toy_ablation``): a miniature ablation end to end
+(resume after an interruption, no new work on a rerun, other settings refused, report, bundle), and the
+recipes, init adapters, encoders and table statistics on their own."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
+from pathlib import Path
 
 import pytest
+import torch
 
 import experiments.toy_ablation as ta
+from experiments.toy_ablation import run as run_module
+from experiments.toy_ablation.aggregate import cell, paired
+from experiments.toy_ablation.data import check_encoders, init_hashes, write_init_adapter
+from experiments.toy_ablation.files import Layout, write_train_config
+from experiments.toy_ablation.recipes import train_config
+from mvs2v_core.adapter import Adapter, AdapterMetadata, load_adapter, save_adapter
+from mvs2v_core.errors import MVS2VError
+from mvs2v_core.model.config import WanConfig
+from mvs2v_core.model.loading import dit_config_metadata
+from mvs2v_core.model.transformer import WanDiT
+from mvs2v_core.references.settings import ReferenceSettings
+from mvs2v_core.utils import save_safetensors_atomic
 from mvs2v_train.config import load_config, parse_config
 
-TINY = ["--samples", "60", "--pretrain-steps", "2", "--finetune-steps", "3", "--eval-samples", "1",
-        "--sample-steps", "2", "--configs", "base,single", "--seeds", "0", "--jobs", "2", "--pretrain-threads", "1"]
+TINY = WanConfig(dim=64, ffn_dim=64, num_heads=1, num_layers=1, in_dim=48, out_dim=48, text_dim=32, text_len=32)
+
+
+def make_init(folder: Path) -> Path:
+    """A tiny random toy model to start from: DiT + an adapter with proxy tokens (TS, proxy)."""
+    folder.mkdir(parents=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        dit = WanDiT(TINY)
+        proxy = torch.randn(4, TINY.dim)
+    save_safetensors_atomic(dit.state_dict(), folder / "dit.safetensors", dit_config_metadata(TINY))
+    meta = AdapterMetadata(base_family="tiny-random", model_dim=TINY.dim, text_dim=TINY.text_dim, in_dim=TINY.in_dim,
+                           num_layers=TINY.num_layers, references=ReferenceSettings(4, "ts", "proxy"))
+    save_adapter(folder / "adapter.safetensors", Adapter(meta, proxy_tokens=proxy))
+    return folder
+
+
+def tiny_args(tmp_path: Path) -> list[str]:
+    return ["--out", str(tmp_path / "abl"), "--init", str(tmp_path / "init"), "--results", str(tmp_path / "results"),
+            "--samples", "24", "--steps", "4", "--checkpoint-every", "2", "--score-every", "2", "--scenes", "2",
+            "--sampling-seeds", "0", "--curve-scenes", "1", "--sample-steps", "2", "--arms", "base,single",
+            "--seeds", "0", "--jobs", "2", "--threads", "2", "--bench-batch", "8"]
+
+
+def interrupt_base_after_step_2(tmp_path: Path) -> None:
+    """What a run killed after its step-2 checkpoint leaves behind (the runner's own preparation, then 2 steps)."""
+    from mvs2v_train.trainer import run_training
+
+    args = ta.cli.build_parser().parse_args(tiny_args(tmp_path))
+    s = ta.cli._settings(args)
+    layout, init = Layout(tmp_path / "abl"), tmp_path / "init"
+    s = dataclasses.replace(s, init_sha256=init_hashes(init))
+    layout.root.mkdir(parents=True)
+    ta.cli.check_settings(layout, s)
+    ta.data.prepare_data(layout, s, log=lambda m: None)
+    run_module.prepare_runs(layout, s, init, ["base-s0"])
+    run_module.fill_caches(layout, ["base-s0"], log=lambda m: None)
+    result = run_training(load_config(layout.run("base-s0").config), stop_at_step=2, log=lambda m: None)
+    assert result.final_step == 2 and not result.completed
 
 
 @pytest.mark.slow
-def test_tiny_grid_end_to_end_resumes_and_bundles(tmp_path):
-    out = tmp_path / "abl"
-    assert ta.main(["--out", str(out), *TINY]) == 0
+def test_tiny_ablation_end_to_end_resumes_reruns_nothing_and_bundles(tmp_path, monkeypatch, capsys):
+    make_init(tmp_path / "init")
+    interrupt_base_after_step_2(tmp_path)
+    results = tmp_path / "results"
+    assert ta.main(tiny_args(tmp_path)) == 0
 
-    table = (out / "ablation.md").read_text()
-    assert "| base |" in table and "| single |" in table and "all-gray clip" in table
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["configs"]["base"]["seeds"] == [0] and summary["paired"]["single"]["seeds"] == [0]
-    base = json.loads((out / "runs" / "base-s0" / "metrics.json").read_text())
-    single = json.loads((out / "runs" / "single-s0" / "metrics.json").read_text())
-    assert base["views"] == ["front", "left", "back"] and single["views"] == ["front"]
-    for m in (base, single):
-        assert set(ta.METRICS) <= set(m["means"]) and len(m["per_sample"]) == 1
-        assert math.isfinite(m["means"]["psnr"]) and 0.0 <= m["means"]["face_accuracy_all"] <= 1.0
-    truth_row = summary["reference_rows"]["truth"]
-    assert truth_row["psnr"] == 100.0 and truth_row["face_accuracy_all"] == 1.0
+    runs = {name: json.loads((results / f"{name}.json").read_text()) for name in ("base-s0", "single-s0")}
+    for name, r in runs.items():
+        assert r["status"] == "done" and r["steps_done"] == 4 and r["seed"] == 0, name
+        assert r["settings"]["init_sha256"] == init_hashes(tmp_path / "init")
+        assert [p["step"] for p in r["curve"]] == [2, 4]  # a checkpoint along the way, and the final bench
+        assert "--arms" in r["command"] and r["command"].startswith("python -m experiments.toy_ablation")
+    base, single = runs["base-s0"], runs["single-s0"]
+    assert set(base["bench"]) == {"w1", "w2"} and set(single["bench"]) == {"w1"}
+    w1 = base["bench"]["w1"]["rows"]
+    assert set(w1) == {"multi", "single", "none", "copy"}
+    # Exact zeros by construction: the copy baseline is frame 0 of both versions (hidden faces are hidden in
+    # frame 0), and a start-view-only input is the same for both versions.
+    assert w1["copy"]["reference_use"]["mean"] == 0.0 and w1["single"]["reference_use"]["mean"] == 0.0
+    assert single["bench"]["w1"]["rows"]["single"]["reference_use"]["mean"] == 0.0
+    assert len(base["bench"]["w1"]["per_scene"]["multi"]["psnr"]) == 2
+    log = (tmp_path / "abl" / "runs" / "base-s0" / "worker.log").read_text()
+    assert "resumed from" in log and "at step 2" in log  # the interrupted run continued, not restarted
 
-    # Each run's train.toml is a valid trainer config that reruns it alone.
-    cfg = load_config(out / "runs" / "single-s0" / "train.toml")
-    assert cfg.trainable.full and {s.views for s in cfg.stages} == {"single"}
-    cfg = load_config(out / "runs" / "base-s0" / "train.toml")
-    assert [s.views for s in cfg.stages] == ["single", "single_or_full", "dropout"] and cfg.trainable.proxy
+    cfg = load_config(tmp_path / "abl" / "runs" / "single-s0" / "train.toml")
+    assert {st.views for st in cfg.stages} == {"single"} and cfg.augment.shuffle_subjects == 0.0
+    table = (results / "ablation_table.md").read_text()
+    assert "| base |" in table and "| single |" in table and "| gap32 |" in table and "not run" in table
+    assert "copy of frame 0" in table and "python -m experiments.toy_ablation" in table
 
-    # A second call finds everything done and changes nothing.
-    stamp = (out / "runs" / "base-s0" / "metrics.json").stat().st_mtime_ns
-    assert ta.main(["--out", str(out), *TINY]) == 0
-    assert (out / "runs" / "base-s0" / "metrics.json").stat().st_mtime_ns == stamp
-    # Other settings in the same folder are refused instead of mixing two tables.
-    other = [a if a != "3" else "4" for a in TINY]
-    assert ta.main(["--out", str(out), *other]) == 2
+    # A rerun finds every run done: it starts no worker (no training, no generation) and rewrites no result.
+    stamps = {p: p.stat().st_mtime_ns for p in results.glob("*-s*.json")}
+    monkeypatch.setattr(run_module, "spawn", lambda *a, **k: pytest.fail("a finished run was started again"))
+    assert ta.main(tiny_args(tmp_path)) == 0
+    assert {p: p.stat().st_mtime_ns for p in results.glob("*-s*.json")} == stamps
 
-    # The demo model: the chosen run's config and seed fine-tuned again (longer in real use), evaluated, bundled.
-    dest = tmp_path / "demo_model"
-    assert ta.main(["--out", str(out), *TINY, "--bundle", str(dest), "--bundle-run", "base-s0",
-                    "--bundle-steps", "2"]) == 0
-    from mvs2v_core.model.loading import load_dit
+    # Another setting in the same --out is refused with one line.
+    capsys.readouterr()
+    other = [a if a != "24" else "30" for a in tiny_args(tmp_path)]
+    assert ta.main(other) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other settings" in err and "samples 24 (stored) vs 30" in err
+
+    assert ta.main(["report", "--results", str(results)]) == 0
+    assert "| base |" in capsys.readouterr().out
+
     from mvs2v_toy.demo import demo_model_info
 
+    dest = tmp_path / "demo_model"
+    assert ta.main(["--out", str(tmp_path / "abl"), "--results", str(results), "--bundle", str(dest)]) == 0
     info = demo_model_info(dest)
-    assert info["eval_views"] == ["front", "left", "back"] and info["run"] == "base-s0"
-    assert info["finetune_steps"] == 3  # the three curriculum stages get at least one step each
-    assert load_dit(dest / "dit.safetensors").config.text_len == 32
-    assert "Longer fine-tune of the bundled demo model" in (out / "ablation.md").read_text()
-    assert (dest / "README.md").is_file() and (dest / "codec").is_dir()
+    assert info["run"] == "base-s0" and "toy_ablation" in info["training_command"]
+    assert info["eval"] == {"world": "w1", "seed": 1000} and "reference use" in info["bench"]["w1"]["headline"]
+    assert (dest / "README.md").is_file() and (dest / "vision_encoder").is_dir()
 
 
-def _fake_run(out, config, seed, hfa, psnr):
-    means = {k: 0.5 for k in ta.METRICS}
-    means.update(hidden_face_accuracy=hfa, psnr=psnr, crosstalk=None)
-    run = out / "runs" / f"{config}-s{seed}"
-    run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"means": means, "train_seconds": 60.0}))
+def test_recipes_make_one_change_each(tmp_path):
+    layout, s, init = Layout(tmp_path), ta.AblationSettings(), tmp_path / "init"
+    configs = {}
+    for name, arm in ta.ARMS.items():
+        path = tmp_path / f"{name}.toml"
+        write_train_config(path, train_config(layout, s, arm, 1, init, None), name)
+        configs[name] = cfg = load_config(path)
+        assert cfg == parse_config(train_config(layout, s, arm, 1, init, None), path)
+        assert [st.steps for st in cfg.stages] == [600] * 8 and cfg.train.seed == 1
+        assert cfg.checkpoint.keep_last * cfg.checkpoint.every_n_steps >= s.steps  # every checkpoint is kept
+    base = configs["base"]
+    assert base.references.settings() == ReferenceSettings(4, "ts", "proxy") and base.references.gap == 8.0
+    assert {st.views for st in base.stages} == {"dropout"} and all(st.keep_frontal for st in base.stages)
+    assert {st.dropout_prob for st in base.stages} == {0.7} and base.trainable.proxy and not base.trainable.mfi
+    assert configs["gap32"].references.gap == 32.0 and configs["vanilla"].references.scheme == "vanilla"
+    assert not configs["gray"].trainable.proxy and configs["mfi"].trainable.mfi
+    assert configs["mfi"].model.vision_encoder and not base.model.vision_encoder
+    short = ta.AblationSettings(steps=700)
+    assert [st["steps"] for st in ta.recipes.cycle_stages(short, ta.ARMS["base"])] == [600, 100]
 
 
-def test_table_statistics_and_pick(tmp_path):
-    for seed, (hb, hs, pb, ps) in enumerate([(0.5, 0.2, 14.0, 13.0), (0.7, 0.2, 16.0, 13.5)]):
-        _fake_run(tmp_path, "base", seed, hb, pb)
-        _fake_run(tmp_path, "single", seed, hs, ps)
+def test_init_adapter_keeps_the_proxy_tokens_under_each_arms_settings(tmp_path):
+    init = make_init(tmp_path / "init")
+    original = load_adapter(init / "adapter.safetensors")
+    jump = load_adapter(write_init_adapter(init, ta.ARMS["jump"], tmp_path / "jump.safetensors"))
+    assert jump.metadata.references.scheme.name == "jump"
+    assert torch.equal(jump.proxy_tokens, original.proxy_tokens)
+    gray = load_adapter(write_init_adapter(init, ta.ARMS["gray"], tmp_path / "gray.safetensors"))
+    assert gray.proxy_tokens is None and gray.metadata.references.empty_slot_mode == "gray"
+    assert write_init_adapter(tmp_path / "no_adapter", ta.ARMS["base"], tmp_path / "x.safetensors") is None
+    with pytest.raises(MVS2VError, match="no dit.safetensors"):
+        init_hashes(tmp_path / "no_adapter")
+
+
+def test_encoders_must_match_the_bundled_ones(tmp_path):
+    from mvs2v_toy import save_toy_encoders
+    from mvs2v_toy.demo import DEMO_ASSETS
+
+    save_toy_encoders(tmp_path / "seed0", seed=ta.data.ENCODER_SEED)
+    check_encoders(tmp_path / "seed0", DEMO_ASSETS)
+    save_toy_encoders(tmp_path / "seed11", seed=11)  # the dataset seed must not reach the text encoder
+    with pytest.raises(MVS2VError, match="text_encoder differs"):
+        check_encoders(tmp_path / "seed11", DEMO_ASSETS)
+
+
+def test_a_given_dataset_must_have_the_settings(tmp_path):
+    from experiments.toy_ablation.data import check_dataset
+
     s = ta.AblationSettings()
-    summary = ta.aggregate(ta.Layout(tmp_path), s, ["base", "single"], [0, 1], "cmd", None)
-    hfa = summary["configs"]["base"]["metrics"]["hidden_face_accuracy"]
-    assert hfa["mean"] == pytest.approx(0.6) and hfa["std"] == pytest.approx(math.sqrt(0.02))  # sample std
-    diff = summary["paired"]["single"]["diff"]["psnr"]
-    assert diff["mean"] == pytest.approx(-1.75) and diff["std"] == pytest.approx(math.sqrt(2 * 0.75 ** 2))
-    assert summary["configs"]["base"]["metrics"]["crosstalk"] is None
-    table = (tmp_path / "ablation.md").read_text()
-    assert "| base | base: TS-RoPE" in table and "0.600 ± 0.141" in table and "-1.75 ± 1.06" in table
-    assert ta.pick_bundle_run(summary) == "base-s1"
+    info = {"seed": 11, "n_samples": 6000, "world": "w12", "frames": 9, "val_fraction": 0.02}
+    (tmp_path / "dataset.json").write_text(json.dumps(info))
+    check_dataset(tmp_path, s)
+    (tmp_path / "dataset.json").write_text(json.dumps({**info, "seed": 12}))
+    with pytest.raises(MVS2VError, match="seed 12 there vs 11"):
+        check_dataset(tmp_path, s)
+
+
+def _fake(arm: str, seed: int, psnr: list[float], use: list[float], settings: dict | None = None) -> dict:
+    def ci(values):
+        return {"mean": sum(values) / len(values), "lo": min(values), "hi": max(values), "n": len(values)}
+
+    row = "single" if arm == "single" else "multi"
+    return {"run": f"{arm}-s{seed}", "arm": ta.ARMS[arm].to_json(), "seed": seed, "status": "done",
+            "settings": settings or ta.AblationSettings().to_json(), "steps_total": 4800, "steps_done": 4800,
+            "train_seconds": 600.0, "command": f"python -m experiments.toy_ablation --arms {arm} --seeds {seed}",
+            "curve": [{"step": 4800, "scenes": 3, "metrics": {"reference_use": ci(use)}}],
+            "bench": {"w1": {"scenes": 3, "seeds": [0], "rows": {row: {"psnr": ci(psnr), "reference_use": ci(use)}},
+                             "per_scene": {row: {"psnr": psnr, "reference_use": use}}}}}
+
+
+def test_table_statistics_pair_scenes_and_say_what_is_missing(tmp_path):
+    records = {"base-s0": _fake("base", 0, [10.0, 12.0, 14.0], [0.5, 0.6, 0.7]),
+               "base-s1": _fake("base", 1, [12.0, 14.0, 16.0], [0.7, 0.8, 0.9]),
+               "single-s0": _fake("single", 0, [9.0, 12.0, 13.0], [0.0, 0.0, 0.0])}
+    base = [records["base-s0"], records["base-s1"]]
+    c = cell(base, "w1", "multi", "psnr")
+    assert c["mean"] == pytest.approx(13.0) and (c["min"], c["max"]) == (12.0, 14.0) and c["seeds"] == [0, 1]
+    assert c["lo"] >= 11.0 and c["hi"] <= 15.0 and c["scenes"] == 3  # over the seed-averaged scenes 11, 13, 15
+    d = paired([records["single-s0"]], base, "w1", "single", "multi", "psnr")
+    assert d["seeds"] == [0] and d["mean"] == pytest.approx(-2 / 3) and d["n"] == 3  # (-1, 0, -1) on seed 0 only
+    text = ta.markdown(records)
+    assert "| base | base: TS-RoPE" in text and "13.00 [" in text and "(12.00..14.00)" in text
+    assert "| vanilla |" in text and "not run" in text and "-0.67 [" in text
+    for path_name, r in records.items():
+        (tmp_path / f"{path_name}.json").write_text(json.dumps(r))
+    other = ta.AblationSettings(steps=2400).to_json()
+    (tmp_path / "gray-s0.json").write_text(json.dumps(_fake("gray", 0, [1.0], [0.1], other)))
+    with pytest.raises(MVS2VError, match="mix two ablations"):
+        ta.write_report(tmp_path)
+
+
+def test_bad_options_are_one_line_errors(tmp_path, capsys):
+    assert ta.main(["--out", str(tmp_path), "--arms", "base,nope"]) == 2
+    assert "--arms: unknown ['nope']" in capsys.readouterr().err
+    assert ta.main(["--out", str(tmp_path), "--score-every", "300"]) == 2
+    assert "multiple of 200" in capsys.readouterr().err
+    assert ta.main(["--out", str(tmp_path), "--init", str(tmp_path / "missing")]) == 2
+    assert "no dit.safetensors" in capsys.readouterr().err
 
 
 def test_trainer_reads_the_toy_vision_encoder_width(tmp_path):
@@ -91,42 +229,4 @@ def test_trainer_reads_the_toy_vision_encoder_width(tmp_path):
     from mvs2v_train.model import vision_width
 
     folder = save_toy_vision_encoder(ToyVisionEncoder(32, 8), tmp_path / "vision")
-    assert vision_width(folder) == 3 * 8 * 8  # the MFI projector's input width: one token per 8x8 patch
-
-
-def test_single_view_runs_are_scored_against_the_same_views_as_multi_view_runs():
-    import numpy as np
-
-    from mvs2v_toy.truth import truth_from_scene
-    from mvs2v_toy.world import ToyObject, ToyScene
-
-    faces = dict(front="red", left="green", back="blue", right="yellow", top="gray", bottom="gray")
-    obj = ToyObject("cube", faces, {f: "plain" for f in faces}, start_view="front", direction="left", speed="quickly")
-    truth = truth_from_scene(ToyScene((obj,), floor_colour="violet", frames=9))
-    common = ("front", "left", "back")
-    frozen = np.repeat(truth.frames[:1], truth.num_frames, axis=0)  # never shows what frame 0 hides
-    multi = ta.score_sample(frozen, truth, common, common)
-    single = ta.score_sample(frozen, truth, ("front",), common)
-    # Same video: every number scored against the common views is the same, whatever the run was given.
-    for key in ("hidden_face_accuracy", "hidden_face_pixels", "s_v2r", "s_r2v", "psnr"):
-        assert single[key] == multi[key], key
-    assert multi["hidden_face_pixels"] > 0 and multi["hidden_face_accuracy"] < 0.2
-    assert single["face_accuracy"] is None  # the front view reveals nothing frame 0 hides
-    assert multi["face_accuracy"] == multi["hidden_face_accuracy"]
-    assert ta.score_sample(truth.frames, truth, ("front",), common)["hidden_face_accuracy"] == 1.0
-
-
-def test_written_train_configs_are_what_the_trainer_parses(tmp_path):
-    # The runner writes each config dict as TOML (tomli_w); the trainer must read back the same config.
-    from experiments.toy_ablation.files import write_train_config
-    from experiments.toy_ablation.recipes import finetune_config, pretrain_config
-
-    layout, s = ta.Layout(tmp_path), ta.AblationSettings()
-    for name, cfg in [("pretrain", pretrain_config(layout, s)),
-                      *((c, finetune_config(layout, s, ta.CONFIGS[c], 1)) for c in ("base", "single", "mfi"))]:
-        path = tmp_path / f"{name}.toml"
-        write_train_config(path, cfg, f"{name} (test)")
-        assert path.read_text(encoding="utf-8").startswith(f"# {name} (test)\n")
-        assert load_config(path) == parse_config(cfg, path), name
-    cfg = load_config(tmp_path / "mfi.toml")
-    assert cfg.trainable.mfi and [st.steps for st in cfg.stages] == [45, 45, 210]
+    assert vision_width(folder) == 3 * 8 * 8

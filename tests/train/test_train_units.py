@@ -283,3 +283,30 @@ def test_manifest_rows_and_stage_filters(tmp_path):
     assert [stage_accepts(st, s) for s in rep.samples] == [True, False, False]
     assert rep.samples[0].subjects[0].layout_frontal() == 0
     assert re.match(r"line-2", rep.samples[1].id)
+
+
+def _example(filled_views, seed):
+    import torch
+
+    from mvs2v_core.references.layout import ReferenceLayout
+    from mvs2v_train.data import Example
+
+    g = torch.Generator().manual_seed(seed)
+    layout = ReferenceLayout.build([filled_views], 4)
+    return Example(torch.randn(4, 2, 4, 4, generator=g), torch.randn(4, 2, 4, 4, generator=g), 0.5, 1.0,
+                   torch.randn(3, 8, generator=g), torch.randn(4, 4, 4, 4, generator=g), layout, None)
+
+
+def test_view_dropout_draws_share_one_forward_unless_slots_are_dropped():
+    """Under proxy / gray, examples that fill different slots go into one batch with per-sample layouts;
+    under drop (token counts differ) they stay apart; equal layouts never carry per-sample layouts."""
+    from mvs2v_train.data import group_examples
+
+    examples = [_example(["front", "left"], 0), _example(["front"], 1), _example(["front", "left"], 2)]
+    mixed = group_examples(examples, 8, mixed_layouts=True)
+    assert len(mixed) == 1 and mixed[0].size == 3
+    assert [lay.filled for lay in mixed[0].sample_layouts] == [e.layout.filled for e in examples]
+    apart = group_examples(examples, 8, mixed_layouts=False)
+    assert [b.size for b in apart] == [2, 1] and all(b.sample_layouts is None for b in apart)
+    same = group_examples([examples[0], examples[2]], 8, mixed_layouts=True)
+    assert len(same) == 1 and same[0].sample_layouts is None

@@ -55,10 +55,14 @@ class Example:
     views_kept: list[int] = field(default_factory=list)
     index: int = -1
 
-    def group_key(self) -> tuple:
+    def group_key(self, mixed_layouts: bool = False) -> tuple:
         """Examples with equal keys run in one DiT forward: the DiT only reads which slots are filled
-        (names, yaws and frontal choice matter to the data, not to the forward)."""
-        sig = None if self.layout is None else (self.layout.slots_per_subject, tuple(self.layout.filled))
+        (names, yaws and frontal choice matter to the data, not to the forward). With ``mixed_layouts``
+        (``proxy`` / ``gray``: every slot makes tokens) not even that: each sample keeps its own layout."""
+        sig = None
+        if self.layout is not None:
+            lay = self.layout
+            sig = (lay.slots_per_subject, lay.num_subjects) if mixed_layouts else (lay.slots_per_subject, tuple(lay.filled))
         return (sig, tuple(self.x0.shape), None if self.mfi is None else tuple(self.mfi.shape))
 
 
@@ -233,14 +237,17 @@ def collate(examples: Sequence[Example], text_len: int) -> TrainBatch:
         ref_latents=None if first.ref_latents is None else torch.stack([e.ref_latents for e in examples]),
         layout=first.layout,
         mfi_features=None if first.mfi is None else torch.stack([e.mfi for e in examples]),
+        sample_layouts=None if first.layout is None or all(e.layout.filled == first.layout.filled for e in examples)
+        else tuple(e.layout for e in examples),
     )
 
 
-def group_examples(examples: Sequence[Example], text_len: int) -> list[TrainBatch]:
-    """Batches of examples with the same layout and shapes (one DiT forward each), in first-seen order."""
+def group_examples(examples: Sequence[Example], text_len: int, mixed_layouts: bool = False) -> list[TrainBatch]:
+    """Batches of examples with the same layout and shapes (one DiT forward each), in first-seen order;
+    ``mixed_layouts`` (``proxy`` / ``gray``) groups examples whose filled slots differ too."""
     groups: dict[tuple, list[Example]] = {}
     for e in examples:
-        groups.setdefault(e.group_key(), []).append(e)
+        groups.setdefault(e.group_key(mixed_layouts), []).append(e)
     return [collate(g, text_len) for g in groups.values()]
 
 

@@ -46,6 +46,8 @@ class TrainBatch:
         ref_latents: ``[B, C, S, H, W]`` one latent frame per slot (S = layout.num_slots), or None.
         layout: the shared :class:`ReferenceLayout`, or None for text-only samples.
         mfi_features: frontal-view ViT features ``[B, n_subjects, tokens, vit_dim]`` or None.
+        sample_layouts: one layout per sample when the samples fill different slots (``proxy`` /
+            ``gray``), else None (``layout`` holds for all).
     """
 
     x0: torch.Tensor
@@ -56,6 +58,7 @@ class TrainBatch:
     ref_latents: torch.Tensor | None = None
     layout: ReferenceLayout | None = None
     mfi_features: torch.Tensor | None = None
+    sample_layouts: tuple[ReferenceLayout, ...] | None = None
 
     @property
     def size(self) -> int:
@@ -64,7 +67,7 @@ class TrainBatch:
     def to(self, device: torch.device) -> "TrainBatch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)
         return TrainBatch(move(self.x0), move(self.noise), move(self.sigma), move(self.weight), move(self.context),
-                          move(self.ref_latents), self.layout, move(self.mfi_features))
+                          move(self.ref_latents), self.layout, move(self.mfi_features), self.sample_layouts)
 
 
 class TrainableModel(nn.Module):
@@ -94,16 +97,21 @@ class TrainableModel(nn.Module):
     def proxy_tokens(self) -> torch.Tensor | None:
         return self.proxy.tokens if self.proxy is not None else None
 
-    def conditioning(self, ref_latents: torch.Tensor, layout: ReferenceLayout) -> ReferenceConditioning:
+    def conditioning(self, ref_latents: torch.Tensor, layout: ReferenceLayout,
+                     sample_layouts: tuple[ReferenceLayout, ...] | None = None) -> ReferenceConditioning:
         """The same :class:`ReferenceConditioning` inference builds (see ``MVS2VPipeline._model_fn``)."""
-        return ReferenceConditioning(ref_latents.to(self.dit.dtype), layout, self.references, self.proxy_tokens())
+        return ReferenceConditioning(ref_latents.to(self.dit.dtype), layout, self.references, self.proxy_tokens(),
+                                     sample_layouts)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, ref_latents: torch.Tensor | None,
-                 layout: ReferenceLayout | None, mfi_features: torch.Tensor | None) -> torch.Tensor:
+                 layout: ReferenceLayout | None, mfi_features: torch.Tensor | None,
+                 sample_layouts: tuple[ReferenceLayout, ...] | None = None) -> torch.Tensor:
         """The DiT's velocity ``[B, C, F, H, W]`` for noisy latents ``x`` at timesteps ``t`` ``[B]`` (0..1000)."""
         if self.mfi is not None and mfi_features is not None:
             context = self.mfi.append(context.float(), mfi_features.float(), self.dit.config.text_len)
-        refs = self.conditioning(ref_latents, layout) if layout is not None and ref_latents is not None else None
+        refs = None
+        if layout is not None and ref_latents is not None:
+            refs = self.conditioning(ref_latents, layout, sample_layouts)
         dtype = self.dit.dtype
         return self.dit(x.to(dtype), t, context.to(dtype), refs=refs)
 
@@ -140,7 +148,8 @@ class TrainableModel(nn.Module):
         s = sigma.view(-1, 1, 1, 1, 1)
         x0, noise = batch.x0.float(), batch.noise.float()
         x_t = (1.0 - s) * x0 + s * noise
-        pred = self.velocity(x_t, sigma * 1000.0, batch.context, batch.ref_latents, batch.layout, batch.mfi_features)
+        pred = self.velocity(x_t, sigma * 1000.0, batch.context, batch.ref_latents, batch.layout, batch.mfi_features,
+                             batch.sample_layouts)
         target = noise - x0
         per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3, 4))
         return (per_sample * batch.weight.float()).sum() + touch

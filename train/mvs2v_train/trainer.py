@@ -28,6 +28,7 @@ from typing import Any, Callable
 import torch
 
 from mvs2v_core.errors import MVS2VError
+from mvs2v_core.references.settings import EmptySlotMode
 from mvs2v_core.utils import atomic_write, save_safetensors_atomic
 
 from . import checkpoint as ckpt
@@ -163,6 +164,9 @@ def run_training(cfg: TrainConfig, resume: str | None = None, stop_at_step: int 
                          "set another train.output_dir (starting over here would overwrite its checkpoints and logs)")
 
     data = TrainData(cfg)
+    # Under proxy / gray every slot makes tokens wherever it is filled: samples with different view
+    # dropout draws share one forward (a batch of 8 would otherwise split into up to 8 forwards).
+    mixed_layouts = cfg.references.empty_slot_mode != EmptySlotMode.DROP
     say(f"data: {data.summary.describe()}")
     for line, why in data.summary.problems[:20]:
         say(f"  manifest line {line}: {why}")
@@ -361,7 +365,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, stop_at_step: int 
                         progress(f"warning: skipping sample {data.samples[idx].id} "
                                  f"(manifest line {data.samples[idx].line}): {e}")
                 micro.append(examples)
-            units = [g for ex in micro if ex for g in group_examples(ex, inner.dit.config.text_len)]
+            units = [g for ex in micro if ex for g in group_examples(ex, inner.dit.config.text_len, mixed_layouts)]
             if units:
                 last_good = units[-1]
             else:

@@ -1,0 +1,158 @@
+"""``mvs2v toy-bench``: every row and metric, exact zeros where the inputs cannot differ, resume, refusal.
+
+The model is a tiny random toy model folder made here (laid out like ``mvs2v_toy/assets/toy_demo``):
+its numbers mean nothing, but which numbers are exactly 0 and what is generated do not depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+from mvs2v_core.adapter import Adapter, AdapterMetadata, save_adapter
+from mvs2v_core.cli import main
+from mvs2v_core.errors import MVS2VError
+from mvs2v_core.model.config import WanConfig
+from mvs2v_core.model.loading import dit_config_metadata
+from mvs2v_core.model.transformer import WanDiT
+from mvs2v_core.pipeline.generate import MVS2VPipeline
+from mvs2v_core.references.settings import ReferenceSettings
+from mvs2v_core.utils import save_safetensors_atomic
+from mvs2v_toy.bench import run_toy_bench
+from mvs2v_toy.bench_report import ALL_METRICS, check_bar
+from mvs2v_toy.dataset import save_toy_encoders
+from mvs2v_toy.demo import DEMO_MODEL_FORMAT
+
+ROWS = ("multi", "single", "none", "copy")
+TINY = WanConfig(dim=128, ffn_dim=128, num_heads=1, num_layers=1, in_dim=48, out_dim=48, text_dim=32, text_len=32)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny random toy model folder: DiT, proxy-token adapter, toy encoders, model.json (5 frames, 2 steps)."""
+    folder = tmp_path_factory.mktemp("tiny_toy_model")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        dit = WanDiT(TINY)
+        proxy = torch.randn(4, TINY.dim)
+    save_safetensors_atomic(dit.state_dict(), folder / "dit.safetensors", dit_config_metadata(TINY))
+    meta = AdapterMetadata(base_family="tiny-random", model_dim=TINY.dim, text_dim=TINY.text_dim, in_dim=TINY.in_dim,
+                           num_layers=TINY.num_layers, references=ReferenceSettings(4, "ts", "proxy"))
+    save_adapter(folder / "adapter.safetensors", Adapter(meta, proxy_tokens=proxy))
+    save_toy_encoders(folder)
+    info = {"format": DEMO_MODEL_FORMAT, "version": 1, "frames": 5, "width": 32, "height": 32, "mfi": False,
+            "sampler": {"steps": 2, "shift": 3.0, "solver": "euler", "ref_scale": 2.0, "text_scale": 3.0}}
+    (folder / "model.json").write_text(json.dumps(info))
+    return folder
+
+
+@pytest.fixture
+def count_generations(monkeypatch) -> list[int]:
+    """Counts the clips sampled through ``MVS2VPipeline.generate_batch``."""
+    calls: list[int] = []
+    original = MVS2VPipeline.generate_batch
+
+    def counting(self, settings, subjects, progress=None):
+        calls.append(len(settings))
+        return original(self, settings, subjects, progress)
+
+    monkeypatch.setattr(MVS2VPipeline, "generate_batch", counting)
+    return calls
+
+
+def _zero(results: dict, row: str, metric: str) -> None:
+    ci = results["rows"][row][metric]
+    assert ci["n"] == 2 and ci["mean"] == ci["lo"] == ci["hi"] == 0.0, (row, metric, ci)
+
+
+def test_w1_bench_rows_exact_zeros_and_resume(model_dir, tmp_path, count_generations):
+    out = tmp_path / "bench"
+    res = run_toy_bench(model_dir, out, world="w1", scenes=2, seeds=(0,), batch=4, log=lambda _: None)
+    assert set(res["rows"]) == set(ROWS)
+    for row in ROWS:
+        assert set(res["rows"][row]) == set(ALL_METRICS)
+        for metric in ("psnr", "ssim", "s_v2r", "s_r2v", "hidden_face_accuracy", "reference_use"):
+            assert res["rows"][row][metric]["n"] == 2, (row, metric)
+    # A model that cannot see the hidden colours paints both versions alike: exactly 0, from the clips.
+    for row in ("single", "none", "copy"):
+        _zero(res, row, "reference_use")
+    assert res["rows"]["multi"]["slot_binding"]["n"] >= 1 and res["rows"]["single"]["slot_binding"]["n"] == 0
+    assert res["rows"]["copy"]["s_v2r"]["mean"] == pytest.approx(1.0)  # every frame is a frame of the clip
+    assert set(res["paired"]) == {"multi-single", "multi-copy"}
+    # multi: orig + recolour + swap per scene; single and none: orig only (their recoloured inputs are identical).
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    generated = sum(r["generated"] for r in records)
+    assert sum(count_generations) == res["generated"] == generated >= 2 * 4
+    assert all(count <= 4 for count in count_generations)  # --batch 4: at most 4 clips per sampling run
+    assert not any(r["generated"] for r in records if r["row"] == "copy" or r["variant"].startswith("recolour")
+                   and r["row"] in ("single", "none"))
+    command = (out / "command.txt").read_text().strip()
+    assert shlex.split(command)[:2] == ["mvs2v", "toy-bench"] and "--steps 2" in command
+    assert json.loads((out / "results.json").read_text())["command"] == command
+    assert "| multi |" in (out / "table.md").read_text()
+
+    # A rerun generates nothing and reports the same numbers.
+    before = len(count_generations)
+    again = run_toy_bench(model_dir, out, world="w1", scenes=2, seeds=(0,), batch=4, log=lambda _: None)
+    assert len(count_generations) == before and again["generated"] == 0 and again["rows"] == res["rows"]
+
+    # Other settings in the same folder: refused in one line before anything runs.
+    for kwargs in ({"steps": 3}, {"world": "w2"}, {"eval_seed": 7}):
+        with pytest.raises(MVS2VError, match="other settings") as err:
+            run_toy_bench(model_dir, out, scenes=2, seeds=(0,), **{"world": "w1", **kwargs})
+        assert "\n" not in str(err.value)
+    assert len(count_generations) == before
+
+
+def test_w2_bench_causal_crosstalk(model_dir, tmp_path, count_generations):
+    res = run_toy_bench(model_dir, tmp_path / "w2", world="w2", scenes=2, seeds=(0,), rows=("multi", "none", "copy"),
+                        log=lambda _: None)
+    assert set(res["rows"]) == {"multi", "none", "copy"} and set(res["paired"]) == {"multi-copy"}
+    for metric in ("causal_crosstalk", "causal_crosstalk_own", "crosstalk", "reference_use"):
+        assert res["rows"]["multi"][metric]["n"] == 2, metric
+    for row in ("none", "copy"):
+        for metric in ("reference_use", "causal_crosstalk", "causal_crosstalk_own"):
+            _zero(res, row, metric)
+    records = [json.loads(line) for line in (tmp_path / "w2" / "records.jsonl").read_text().splitlines()]
+    variants = {r["variant"] for r in records if r["row"] == "multi"}
+    assert {"orig", "recolour0", "recolour1"} <= variants  # each object recoloured in turn
+
+
+def test_cli_prints_table_and_bar(model_dir, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["toy-bench", "--model", str(model_dir), "--out", str(out), "--scenes", "2", "--seeds", "0",
+                 "--rows", "copy", "--bar"]) == 0  # copy: nothing to generate
+    printed = capsys.readouterr().out
+    assert "| copy |" in printed and "MISSING" in printed and "results.json" in printed
+    assert main(["toy-bench", "--model", str(model_dir), "--out", str(out), "--rows", "multi,bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bogus" in err
+
+
+def _summary(**overrides: float) -> dict:
+    means = {("multi", "reference_use"): 0.8, ("single", "reference_use"): 0.0,
+             ("multi", "hidden_face_accuracy"): 0.9, ("single", "hidden_face_accuracy"): 0.3,
+             ("copy", "hidden_face_accuracy"): 0.0, ("multi", "slot_binding"): 0.7,
+             ("multi", "hidden_face_visible"): 0.95, ("single", "hidden_face_visible"): 0.9,
+             ("multi", "psnr"): 20.0, ("single", "psnr"): 18.0, ("copy", "psnr"): 15.0,
+             ("multi", "s_r2v"): 0.9, ("copy", "s_r2v"): 0.5}
+    means.update({tuple(k.split("__")): v for k, v in overrides.items()})
+    rows: dict = {}
+    for (row, metric), mean in means.items():
+        rows.setdefault(row, {})[metric] = {"mean": mean, "lo": mean - 0.05, "hi": mean + 0.05, "n": 64}
+    return {"rows": rows, "paired": {}}
+
+
+def test_bar_lines_pass_and_fail():
+    lines = check_bar(_summary())
+    assert len(lines) == 10 and all(ok is True for _, ok, _ in lines)
+    failed = [text for text, ok, _ in check_bar(_summary(multi__reference_use=0.64)) if not ok]
+    assert failed == ["multi reference use >= 0.7 with 95% interval above 0.6 (mean, lo)"]  # lo 0.59
+    failed = [text for text, ok, _ in check_bar(_summary(single__hidden_face_accuracy=0.55)) if not ok]
+    assert failed == ["hidden-face accuracy >= single + 0.4 (multi, single)"]
+    failed = [text for text, ok, _ in check_bar(_summary(copy__psnr=21.0)) if not ok]
+    assert failed == ["beats the copy-of-frame-0 baseline on PSNR (multi, copy)"]
