@@ -2,14 +2,17 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_dit.py            # full run, about 2 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_dit.py            # full run, about 4 minutes on 2 idle cores
     .venv/bin/python benchmarks/bench_dit.py --quick    # tiny shapes, 10-15 s (smoke test)
+    .venv/bin/python benchmarks/bench_dit.py --only speed --only refs --repeats 16 --json out.json
 
-Sections (all float32, ``torch.inference_mode()``, batch 1, random weights):
+Sections (all float32, ``torch.inference_mode()``, batch 1, random weights, 1 torch thread unless
+``--threads``):
 
 (a) ``WanDiT.forward`` against ``diffusers.WanTransformer3DModel.forward`` at the same config and
-    the same number of tokens. diffusers gets our weights through ``to_diffusers_keys`` and the
-    outputs are compared, so both sides compute the same function.
+    the same number of tokens: the mid model at 1024 and 2048 tokens, the small model at 1024
+    (also with per-token timesteps). diffusers gets our weights through ``to_diffusers_keys`` and
+    the outputs are compared, so both sides compute the same function.
 (b) the cost of reference conditioning: a forward with a :class:`ReferenceConditioning` (2
     subjects x 4 slots, 3 of them empty, ``proxy`` mode, ``ts`` scheme) against a plain forward
     over the same total number of tokens (a video with as many more latent frames as there are
@@ -20,8 +23,11 @@ Sections (all float32, ``torch.inference_mode()``, batch 1, random weights):
     with the SDPA ``math`` kernel forced (full run only).
 
 Timings alternate the compared forwards within each round (the order rotates from round to
-round) so background load hits every side alike; each ratio is the median over rounds of the
-per-round ratio, shown with its min..max over rounds. See ``docs/benchmarks.md``.
+round) so background load hits every side alike; every comparison includes an A/A control (a
+second copy of its baseline). Each call is timed with two clocks: wall time (``perf_counter``) and
+the process's CPU time (``process_time``, which does not count time the process waits while
+another one holds the core). Each ratio is the median over rounds of the per-round ratio, shown
+with its min..max over rounds. See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -80,15 +86,16 @@ SMALL = _cfg(dim=256, heads=2, ffn=768, layers=2, text_dim=256, text_len=512)
 TINY = _cfg(dim=128, heads=1, ffn=256, layers=1, text_dim=64, text_len=32)
 
 FULL = {
-    "speed": [Case("mid", MID, (8, 32, 32)), Case("small", SMALL, (4, 32, 32))],
+    # the mid model at 1024 and 2048 tokens; the small one at 1024 (where per-token overheads show most)
+    "speed": [Case("mid", MID, (4, 32, 32)), Case("mid", MID, (8, 32, 32)), Case("small", SMALL, (4, 32, 32))],
     "speed_per_token": [Case("small", SMALL, (4, 32, 32))],
     "refs": Case("mid", MID, (13, 16, 16)),  # 13 video frames + 8 slots = 21 latent frames
     "memory": Case("mid", MID, (4, 32, 32)),  # N = 1024 tokens, 2N = 2048
     "memory_kernels": ("default", "math"),
-    "repeats": 6,
+    "repeats": 12,
 }
 QUICK = {
-    "speed": [Case("tiny", TINY, (2, 8, 8))],
+    "speed": [Case("tiny", TINY, (2, 8, 8)), Case("tiny", TINY, (4, 8, 8))],
     "speed_per_token": [Case("tiny", TINY, (2, 8, 8))],
     "refs": Case("tiny", TINY, (2, 8, 8)),
     "memory": Case("tiny", TINY, (2, 16, 16)),
@@ -133,13 +140,33 @@ def make_diffusers(cfg: WanConfig, ours: WanDiT):
     return model, note
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each fn. Every round runs each fn once; the order rotates by one each
-    round and the round count is rounded up to a multiple of the number of fns, so every fn sits
-    in every position equally often (a position effect, e.g. running first, hits all alike)."""
+CLOCKS = ("wall", "cpu")
+CLOCK_LABEL = {"wall": "wall", "cpu": "CPU"}
+
+
+@dataclass
+class Timings:
+    """Seconds per call of each fn, per round, on both clocks."""
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+    def clock(self, name: str) -> dict[str, list[float]]:
+        return self.wall if name == "wall" else self.cpu
+
+    @property
+    def rounds(self) -> int:
+        return len(next(iter(self.wall.values())))
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> Timings:
+    """Seconds per call of each fn, wall and process CPU time. Every round runs each fn once; the
+    order rotates by one each round and the round count is rounded up to a multiple of the number
+    of fns, so every fn sits in every position equally often (a position effect, e.g. running
+    first, hits all alike)."""
     names = list(fns)
     rounds = -(-repeats // len(names)) * len(names)
-    times: dict[str, list[float]] = {n: [] for n in names}
+    times = Timings({n: [] for n in names}, {n: [] for n in names})
     with torch.inference_mode():
         for _ in range(warmup):
             for n in names:
@@ -150,9 +177,11 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
             for r in range(rounds):
                 order = names[r % len(names):] + names[: r % len(names)]
                 for n in order:
-                    t0 = time.perf_counter()
+                    c0, t0 = time.process_time(), time.perf_counter()
                     fns[n]()
-                    times[n].append(time.perf_counter() - t0)
+                    t1, c1 = time.perf_counter(), time.process_time()
+                    times.wall[n].append(t1 - t0)
+                    times.cpu[n].append(c1 - c0)
         finally:
             gc.enable()
     return times
@@ -166,6 +195,15 @@ def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float, floa
     """Median, min and max over rounds of the per-round ratio ``num / den``."""
     r = [a / b for a, b in zip(num, den)]
     return statistics.median(r), min(r), max(r)
+
+
+def fmt_ratio(r: tuple[float, float, float]) -> str:
+    return f"{r[0]:.3f} ({r[1]:.3f}..{r[2]:.3f})"
+
+
+def fmt_pct(r: tuple[float, float, float]) -> str:
+    """A ratio as an overhead in percent, median (min..max)."""
+    return f"{100 * (r[0] - 1):+.1f}% ({100 * (r[1] - 1):+.1f}..{100 * (r[2] - 1):+.1f})"
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
@@ -224,25 +262,31 @@ def bench_speed(plan: dict, repeats: int) -> list[dict]:
             b = ref(x, t, ctx, return_dict=False)[0]
         diff = (a - b).abs().max().item() if note == "shared" else float("nan")
         times = interleaved(speed_fns(ours, ref, x, t, ctx), repeats)
-        med, lo, hi = paired_ratio(times["ours"], times["diffusers"])
-        aa = paired_ratio(times["ours again"], times["ours"])
         c = case.cfg
-        results.append({
+        row = {
             "case": case.name + (", per-token t" if per_token else ""),
             "shape": f"d{c.dim} h{c.num_heads} ffn{c.ffn_dim} L{c.num_layers}",
-            "tokens": case.tokens, "ours_ms": ms(times["ours"]), "diffusers_ms": ms(times["diffusers"]),
-            "ratio": med, "ratio_min": lo, "ratio_max": hi, "aa": aa, "max_abs_diff": diff, "weights": note,
-        })
-    rounds = len(times["ours"])
-    print(f"(a) WanDiT vs diffusers WanTransformer3DModel, ms per forward (median of {rounds} rounds), "
-          "ratio = ours / diffusers")
+            "tokens": case.tokens, "rounds": times.rounds, "max_abs_diff": diff, "weights": note,
+        }
+        for clock in CLOCKS:
+            tc = times.clock(clock)
+            row[clock] = {
+                "ours_ms": ms(tc["ours"]), "diffusers_ms": ms(tc["diffusers"]),
+                "ratio": paired_ratio(tc["ours"], tc["diffusers"]),
+                "ours_faster_rounds": sum(a < b for a, b in zip(tc["ours"], tc["diffusers"])),
+                "aa": paired_ratio(tc["ours again"], tc["ours"]),
+            }
+        results.append(row)
+    print(f"(a) WanDiT vs diffusers WanTransformer3DModel, ms per forward (median over rounds), "
+          f"ratio = ours / diffusers (median of per-round ratios, min..max), {torch.get_num_threads()} thread(s)")
     print_table(
-        ["case", "model", "tokens", "ours ms", "diffusers ms", "ratio (min..max)", "target", "A/A ours/ours",
-         "max |diff|"],
-        [[r["case"], r["shape"], str(r["tokens"]), f"{r['ours_ms']:.1f}", f"{r['diffusers_ms']:.1f}",
-          f"{r['ratio']:.3f} ({r['ratio_min']:.3f}..{r['ratio_max']:.3f})", "<= 1.0",
-          f"{r['aa'][0]:.3f} ({r['aa'][1]:.3f}..{r['aa'][2]:.3f})",
-          f"{r['max_abs_diff']:.1e}" if r["weights"] == "shared" else r["weights"]] for r in results],
+        ["case", "model", "tokens", "clock", "ours ms", "diffusers ms", "ratio (min..max)", "ours faster",
+         "target", "A/A ours/ours (min..max)", "max |diff|"],
+        [[r["case"], r["shape"], str(r["tokens"]), CLOCK_LABEL[clock], f"{r[clock]['ours_ms']:.1f}",
+          f"{r[clock]['diffusers_ms']:.1f}", fmt_ratio(r[clock]["ratio"]),
+          f"{r[clock]['ours_faster_rounds']}/{r['rounds']} rounds", "<= 1.0", fmt_ratio(r[clock]["aa"]),
+          f"{r['max_abs_diff']:.1e}" if r["weights"] == "shared" else r["weights"]]
+         for r in results for clock in CLOCKS],
     )
     return results
 
@@ -274,36 +318,46 @@ def bench_refs(plan: dict, repeats: int) -> list[dict]:
 
     n_video = case.tokens
     n_total = n_video * (case.latent[0] + slots) // case.latent[0]
-    plain_ms = ms(times["plain"])
-    rows = [{"variant": "plain video", "video_tokens": n_total, "ref_tokens": 0, "ms": plain_ms, "overhead": None}]
+    rows = [{"variant": "plain video", "key": "plain", "video_tokens": n_total, "ref_tokens": 0}]
     for key, label in (("plain again", "plain video (A/A control)"), ("same", 'refs, ref_timestep="same"'),
                        ("zero", 'refs, ref_timestep="zero"')):
-        med, lo, hi = paired_ratio(times[key], times["plain"])
         n_ref = 0 if key == "plain again" else n_total - n_video
-        row = {"variant": label, "video_tokens": n_total - n_ref, "ref_tokens": n_ref, "ms": ms(times[key]),
-               "overhead": 100 * (med - 1), "overhead_min": 100 * (lo - 1), "overhead_max": 100 * (hi - 1)}
-        if key in outside:
-            extra = statistics.median(a - b for a, b in zip(outside[key], outside["plain"]))
-            row["outside_ms"] = 1e3 * statistics.median(outside[key])
-            row["outside_extra_ms"] = 1e3 * extra
-            row["outside_extra_pct"] = 100 * 1e3 * extra / plain_ms
-        rows.append(row)
+        rows.append({"variant": label, "key": key, "video_tokens": n_total - n_ref, "ref_tokens": n_ref})
+    for row in rows:
+        key = row["key"]
+        for clock in CLOCKS:
+            tc, oc = times.clock(clock), outside.clock(clock)
+            plain_ms = ms(tc["plain"])
+            r: dict = {"ms": ms(tc[key])}
+            if key != "plain":
+                r["overhead"] = paired_ratio(tc[key], tc["plain"])  # ratio; shown as % over plain
+            if key in oc and key != "plain":
+                extra = statistics.median(a - b for a, b in zip(oc[key], oc["plain"]))
+                r["outside_ms"] = 1e3 * statistics.median(oc[key])
+                r["outside_extra_ms"] = 1e3 * extra
+                r["outside_extra_pct"] = 100 * 1e3 * extra / plain_ms
+            row[clock] = r
     c = case.cfg
     print(
         f"(b) reference overhead: 2 subjects x 4 slots (3 empty, proxy, ts), d{c.dim} h{c.num_heads} "
-        f"ffn{c.ffn_dim} L{c.num_layers}, {n_total} tokens in every row, {len(times['plain'])} rounds"
+        f"ffn{c.ffn_dim} L{c.num_layers}, {n_total} tokens in every row, {times.rounds} rounds, "
+        f"overhead = median (min..max) of the per-round ratio to the plain forward"
     )
+
+    def outside_cell(r: dict) -> str:
+        return f"{r['outside_extra_ms']:+.1f} ms = {r['outside_extra_pct']:+.2f}%" if "outside_ms" in r else "-"
+
     print_table(
-        ["variant", "video tok", "ref tok", "ms (median)", "overhead vs plain (min..max)", "target",
-         "outside-blocks extra"],
-        [[r["variant"], str(r["video_tokens"]), str(r["ref_tokens"]), f"{r['ms']:.1f}",
-          "-" if r["overhead"] is None else f"{r['overhead']:+.1f}% ({r['overhead_min']:+.1f}..{r['overhead_max']:+.1f})",
-          "-" if r["overhead"] is None or r["ref_tokens"] == 0 else "<= 2%",
-          f"{r['outside_extra_ms']:+.1f} ms = {r['outside_extra_pct']:+.2f}%" if "outside_ms" in r else "-"]
+        ["variant", "video tok", "ref tok", "wall ms", "wall overhead (min..max)", "CPU ms",
+         "CPU overhead (min..max)", "target", "outside-blocks extra (wall)", "(CPU)"],
+        [[r["variant"], str(r["video_tokens"]), str(r["ref_tokens"]),
+          f"{r['wall']['ms']:.1f}", fmt_pct(r["wall"]["overhead"]) if "overhead" in r["wall"] else "-",
+          f"{r['cpu']['ms']:.1f}", fmt_pct(r["cpu"]["overhead"]) if "overhead" in r["cpu"] else "-",
+          "<= 2%" if r["ref_tokens"] else "-", outside_cell(r["wall"]), outside_cell(r["cpu"])]
          for r in rows],
     )
     print(f"outside-blocks extra: median paired difference of the same forwards on a 0-block model "
-          f"({len(outside['plain'])} rounds, plain {1e3 * statistics.median(outside['plain']):.1f} ms there), "
+          f"({outside.rounds} rounds, plain {1e3 * statistics.median(outside.wall['plain']):.1f} ms wall there), "
           "as % of the full plain forward\n")
     return rows
 
@@ -460,6 +514,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="torch threads for every measurement (default 1: steadiest on a shared machine)")
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds per comparison")
     ap.add_argument("--only", choices=["speed", "refs", "memory"], action="append", help="run only these sections")
+    ap.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memory_child:
@@ -481,6 +536,9 @@ def main(argv: list[str] | None = None) -> dict:
     if "memory" in sections:
         results["memory"] = bench_memory(plan, args.threads)
     print(f"total {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"machine": machine(), "quick": args.quick, "repeats": repeats, **results}, fh, indent=1)
     return results
 
 

@@ -6,7 +6,7 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 if TYPE_CHECKING:  # annotations only: importing these helpers (e.g. to register a plug-in) stays light
     import torch
@@ -109,3 +109,19 @@ def lazy_exports(package: str, exports: Mapping[str, str]):
         return sorted(exports)
 
     return __getattr__, __dir__
+
+
+def call_entry_points(group: str, register: Callable[..., Any], what: str) -> None:
+    """Call every installed entry point of ``group`` with ``register`` (the plug-in registers through it).
+
+    A plug-in that fails to load or register is reported with a warning naming it, and the others still
+    run: one broken package must not take down the models or metrics of the rest.
+    """
+    import warnings
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=group):
+        try:
+            ep.load()(register)
+        except Exception as exc:  # noqa: BLE001 - any plug-in failure is reported, not raised
+            warnings.warn(f"mvs2v: the {what} entry point {ep.name!r} ({ep.value}) failed: {exc!r}", stacklevel=3)

@@ -107,8 +107,8 @@ def parse_run_name(name: str, option: str = "--bundle-run") -> tuple[Arm, int]:
 class AblationSettings:
     """Everything that changes the numbers (stored in ``--out``/settings.json and in every result file).
 
-    The recipe is the one of the W12 demo model (``/work/runs/demo_w12/train.toml`` in issue 11):
-    ``steps`` in ``cycle_steps``-step cosine cycles. ``init_sha256`` pins the init model's files.
+    The recipe is the one of the bundled W12 demo model (``docs/ablation.md``): ``steps`` in
+    ``cycle_steps``-step cosine cycles. ``init_sha256`` pins the init model's files.
     """
 
     samples: int = 6000

@@ -40,12 +40,12 @@ Nothing heavy is imported here (metrics import numpy / torch when they run), so 
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import MVS2VError
+from ..utils import call_entry_points
 
 __all__ = ["Metric", "MetricWeights", "MetricNotApplicable", "METRIC_KINDS", "ENTRY_POINT_GROUP", "register_metric",
            "get_metric", "available_metrics", "missing_requirement", "compute_metrics", "format_metric_table"]
@@ -135,13 +135,7 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()(_register_if_new)
-        except Exception as exc:  # a broken plug-in must not take the other metrics down
-            warnings.warn(f"mvs2v: the metrics entry point {ep.name!r} ({ep.value}) failed: {exc!r}", stacklevel=2)
+    call_entry_points(ENTRY_POINT_GROUP, _register_if_new, "metrics")
 
 
 def available_metrics(kind: str | None = None) -> dict[str, Metric]:

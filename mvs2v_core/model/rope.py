@@ -48,19 +48,64 @@ def rope_cos_sin(
     return ang.cos().float(), ang.sin().float()
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent channel pairs of ``x``.
+# Devices whose complex64 multiply the rotation uses; elsewhere (e.g. MPS) it runs in real arithmetic.
+COMPLEX_ROPE_DEVICES = ("cpu", "cuda")
+
+
+def rope_rotation(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The rotation ``cos + i sin`` as one complex table, built once per forward.
+
+    Args:
+        cos, sin: ``[L, head_dim // 2]`` from :func:`rope_cos_sin`.
+
+    Returns:
+        complex64 ``[L, 1, head_dim // 2]`` (broadcast over the heads), for :func:`apply_rope`.
+    """
+    return torch.complex(cos.float(), sin.float()).unsqueeze(-2)
+
+
+def _pairs_as_complex(xf: torch.Tensor) -> torch.Tensor:
+    """A float32 ``[..., d]`` tensor viewed as ``[..., d / 2]`` complex64 (adjacent pairs), copying only
+    when the memory layout does not allow the view."""
+    pairs = xf.unflatten(-1, (-1, 2))
+    if pairs.stride(-1) != 1 or pairs.storage_offset() % 2 or any(st % 2 for st in pairs.stride()[:-1]):
+        pairs = pairs.contiguous()
+    return torch.view_as_complex(pairs)
+
+
+def _apply_rope_real(xf: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """The same rotation in real arithmetic; ``xf`` float32, ``c``, ``s`` ``[L, 1, head_dim // 2]``."""
+    x1, x2 = xf.unflatten(-1, (-1, 2)).unbind(-1)
+    out = torch.empty_like(xf)
+    out[..., 0::2] = x1 * c - x2 * s
+    out[..., 1::2] = x1 * s + x2 * c
+    return out
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotate adjacent channel pairs of ``x``: pair ``(x1, x2)`` becomes ``(x1 c - x2 s, x1 s + x2 c)``.
+
+    One complex multiply (as the original Wan code does): a single pass over ``x``, no per-call
+    stacking of the two halves.
 
     Args:
         x: ``[B, L, heads, head_dim]``.
-        cos, sin: ``[L, head_dim // 2]`` from :func:`rope_cos_sin`.
+        cos, sin: ``[L, head_dim // 2]`` from :func:`rope_cos_sin`; or ``cos`` alone holding the
+            complex table of :func:`rope_rotation` (``[L, 1, head_dim // 2]`` or ``[L, head_dim // 2]``)
+            and ``sin`` None, which is what :class:`~mvs2v_core.model.transformer.WanDiT` passes.
 
     Returns:
         Tensor of the shape and dtype of ``x``; the rotation is computed in float32.
     """
-    xf = x.float().unflatten(-1, (-1, 2))
-    x1, x2 = xf[..., 0], xf[..., 1]
-    c = cos[:, None, :]
-    s = sin[:, None, :]
-    out = torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2)
-    return out.type_as(x)
+    if sin is None and not cos.is_complex():
+        raise ValueError("apply_rope: give real cos and sin tables, or the complex table of rope_rotation")
+    xf = x.float()
+    if xf.device.type not in COMPLEX_ROPE_DEVICES:
+        c, s = (cos.real, cos.imag) if sin is None else (cos.float(), sin.float())
+        c, s = (c, s) if c.ndim == 3 else (c.unsqueeze(-2), s.unsqueeze(-2))
+        return _apply_rope_real(xf, c, s).type_as(x)
+    if sin is None:
+        rot = cos if cos.ndim == 3 else cos.unsqueeze(-2)
+    else:
+        rot = rope_rotation(cos, sin)
+    return torch.view_as_real(_pairs_as_complex(xf) * rot).flatten(-2).type_as(x)

@@ -23,11 +23,16 @@ from ..references.conditioning import ReferenceConditioning
 from ..references.positions import video_position_ids
 from ..references.tokens import ReferenceTokenPlan
 from .config import WanConfig
-from .rope import apply_rope, rope_cos_sin
+from .rope import COMPLEX_ROPE_DEVICES, apply_rope, rope_cos_sin, rope_rotation
 
 
 class RMSNorm(nn.Module):
-    """RMS norm over the last dim, computed in float32; weight ``[dim]``."""
+    """RMS norm over the last dim, computed in float32; weight ``[dim]``.
+
+    ``torch.nn.functional.rms_norm`` (fused where the backend has a kernel) on the float32 input and
+    weight, cast once at the end: for bf16 / fp16 models the mean of squares, the normalisation and
+    the weight product all stay in float32, as before (equal bit for bit on CPU).
+    """
 
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -35,9 +40,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (y * self.weight.float()).type_as(x)
+        return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).type_as(x)
 
 
 class FP32LayerNorm(nn.LayerNorm):
@@ -49,17 +52,32 @@ class FP32LayerNorm(nn.LayerNorm):
         return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).type_as(x)
 
 
+_RUNS_UNSET = object()
+
+
 class Modulation:
-    """Per-token modulation vectors without materialising ``[B, L, 6, dim]``.
+    """Per-token modulation (shift / scale / gate vectors) applied without materialising ``[B, L, n, dim]``.
 
     ``table`` holds one row per distinct timestep (``[B, 1, n, dim]`` when every token of a sample
     shares its timestep, else ``[U, n, dim]`` over the U distinct values); ``index`` (``[B, L]``,
     or None) picks each token's row.
+
+    :meth:`modulate` and :meth:`gated_add` are one fused ``addcmul`` pass over the tokens. With an
+    index, tokens usually come in a few long runs that use one row each in every sample (video
+    tokens, then reference tokens at timestep 0; Wan 2.2's clean first frame): each run is then
+    computed as a per-sample slice written straight into the output, so per-token timesteps cost
+    no extra pass. Runs are used when there are at most ``MAX_RUNS`` of them, ``MIN_RUN_TOKENS``
+    tokens long on average; otherwise each token's row is gathered (one ``index_select`` per vector).
     """
+
+    MAX_RUNS = 32
+    MIN_RUN_TOKENS = 16
 
     def __init__(self, table: torch.Tensor, index: torch.Tensor | None) -> None:
         self.table = table
         self.index = index
+        self._runs_cache: object = _RUNS_UNSET
+        self._run_tables: list[torch.Tensor] | None = None
 
     def chunk(self, i: int) -> torch.Tensor:
         """Vector ``i``, broadcastable to ``[B, L, dim]`` (float32)."""
@@ -73,7 +91,62 @@ class Modulation:
         p = param.float()
         if self.index is None:
             return Modulation(self.table + p.unsqueeze(0), None)
-        return Modulation(self.table + p, self.index)
+        out = Modulation(self.table + p, self.index)
+        out._runs_cache = self._runs()  # same index, same runs: found once per forward, not per block
+        return out
+
+    # ---- fused application ----------------------------------------------------------------------
+    def modulate(self, y: torch.Tensor, shift: int, scale: int) -> torch.Tensor:
+        """``y * (1 + scale) + shift`` per token, float32 (``y`` ``[B, L, dim]``)."""
+        return self._map(lambda v, y, out=None: torch.addcmul(v(shift), y, v(scale, True), out=out), y.float())
+
+    def gated_add(self, x: torch.Tensor, y: torch.Tensor, gate: int) -> torch.Tensor:
+        """``x + y * gate`` per token, float32 (``x``, ``y`` ``[B, L, dim]``)."""
+        return self._map(lambda v, x, y, out=None: torch.addcmul(x, y, v(gate), out=out), x.float(), y.float())
+
+    def _runs(self) -> list[tuple[int, int, torch.Tensor]] | None:
+        """``(start, end, row per sample [B])`` of the token runs that share a row, or None to gather."""
+        if self._runs_cache is _RUNS_UNSET:
+            self._runs_cache = None
+            idx = self.index
+            if idx is not None and idx.shape[1] > 0:
+                cuts = (torch.nonzero((idx[:, 1:] != idx[:, :-1]).any(0)).flatten() + 1).tolist()
+                n = len(cuts) + 1
+                if n <= self.MAX_RUNS and n * self.MIN_RUN_TOKENS <= idx.shape[1]:
+                    starts, ends = [0, *cuts], [*cuts, idx.shape[1]]
+                    self._runs_cache = [(a, b, idx[:, a]) for a, b in zip(starts, ends)]
+        return self._runs_cache  # type: ignore[return-value]
+
+    @staticmethod
+    def _vectors(table: torch.Tensor):
+        """``v(i, plus_one=False)``: row ``i`` of a per-sample table ``[B, 1, n, dim]`` (+1 on the small table)."""
+        return lambda i, plus_one=False: (table[:, :, i] + 1) if plus_one else table[:, :, i]
+
+    def _map(self, fn, *xs: torch.Tensor) -> torch.Tensor:
+        """``fn(v, *token_slices, out=...)`` over every token, ``v(i, plus_one)`` giving the slice's vectors."""
+        if self.index is None:
+            return fn(self._vectors(self.table), *xs)
+        runs = self._runs()
+        if runs is None:
+            flat, shape = self.index.reshape(-1), (*self.index.shape, -1)
+            table = self.table
+
+            def gathered(i: int, plus_one: bool = False) -> torch.Tensor:
+                rows = (table[:, i] + 1) if plus_one else table[:, i]
+                return torch.index_select(rows, 0, flat).view(shape)
+
+            return fn(gathered, *xs)
+        if self._run_tables is None:
+            self._run_tables = [self.table[rows].unsqueeze(1) for _, _, rows in runs]  # [B, 1, n, dim] each
+        parts = [(a, b, self._vectors(t)) for (a, b, _), t in zip(runs, self._run_tables)]
+        if len(parts) == 1:
+            return fn(parts[0][2], *xs)
+        if torch.is_grad_enabled() and (self.table.requires_grad or any(x.requires_grad for x in xs)):
+            return torch.cat([fn(v, *(x[:, a:b] for x in xs)) for a, b, v in parts], dim=1)  # out= has no autograd
+        out = torch.empty(xs[0].shape, dtype=torch.float32, device=xs[0].device)
+        for a, b, v in parts:
+            fn(v, *(x[:, a:b] for x in xs), out=out[:, a:b])
+        return out
 
 
 class _AttentionProjections(nn.Module):
@@ -91,9 +164,13 @@ class _AttentionProjections(nn.Module):
 
 
 class WanSelfAttention(_AttentionProjections):
-    """Self-attention with RMS q/k norm and 3D RoPE. Input/output ``[B, L, dim]``."""
+    """Self-attention with RMS q/k norm and 3D RoPE. Input/output ``[B, L, dim]``.
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    ``cos, sin``: the RoPE tables of :func:`rope_cos_sin`, or ``cos`` alone holding the complex
+    table of :func:`rope_rotation` (``sin`` None); see :func:`apply_rope`.
+    """
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor | None = None) -> torch.Tensor:
         b, n, _ = x.shape
         q = self.norm_q(self.q(x)).view(b, n, self.num_heads, -1)
         k = self.norm_k(self.k(x)).view(b, n, self.num_heads, -1)
@@ -154,16 +231,16 @@ class WanBlock(nn.Module):
         context: torch.Tensor,
         context_img: torch.Tensor | None,
         cos: torch.Tensor,
-        sin: torch.Tensor,
+        sin: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        m = e.plus(self.modulation)
-        shift, scale, gate = m.chunk(0), m.chunk(1), m.chunk(2)
-        h = (self.norm1(x).float() * (1 + scale) + shift).type_as(x)
-        x = (x.float() + self.self_attn(h, cos, sin).float() * gate).type_as(x)
+        """``cos, sin`` as for :class:`WanSelfAttention` (WanDiT passes the complex table and ``sin`` None
+        on CPU and CUDA)."""
+        m = e.plus(self.modulation)  # rows: shift, scale, gate (attention), shift, scale, gate (FFN)
+        h = m.modulate(self.norm1(x), 0, 1).type_as(x)
+        x = m.gated_add(x, self.self_attn(h, cos, sin), 2).type_as(x)
         x = x + self.cross_attn(self.norm3(x), context, context_img)
-        shift, scale, gate = m.chunk(3), m.chunk(4), m.chunk(5)
-        h = (self.norm2(x).float() * (1 + scale) + shift).type_as(x)
-        return (x.float() + self.ffn(h).float() * gate).type_as(x)
+        h = m.modulate(self.norm2(x), 3, 4).type_as(x)
+        return m.gated_add(x, self.ffn(h), 5).type_as(x)
 
 
 class WanHead(nn.Module):
@@ -176,8 +253,8 @@ class WanHead(nn.Module):
         self.modulation = nn.Parameter(torch.randn(1, 2, cfg.dim) / cfg.dim**0.5)
 
     def forward(self, x: torch.Tensor, e: Modulation) -> torch.Tensor:
-        m = e.plus(self.modulation)
-        return self.head((self.norm(x).float() * (1 + m.chunk(1)) + m.chunk(0)).type_as(x))
+        m = e.plus(self.modulation)  # rows: shift, scale
+        return self.head(m.modulate(self.norm(x), 0, 1).type_as(x))
 
 
 class WanImageEmbedding(nn.Module):
@@ -337,6 +414,8 @@ class WanDiT(nn.Module):
             tokens, timestep, pos = self._append_references(tokens, timestep, grid, refs)
         n_video = grid[0] * grid[1] * grid[2]
         cos, sin = rope_cos_sin(pos.to(tokens.device), cfg.head_dim)
+        if tokens.device.type in COMPLEX_ROPE_DEVICES:
+            cos, sin = rope_rotation(cos, sin), None  # the complex table, built once per forward
         e_blocks, e_head = self._time_modulation(timestep, tokens.shape[1])
 
         if context.shape[1] < cfg.text_len:

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
 from ..errors import CheckpointError, MVS2VError
+from ..utils import call_entry_points
 
 if TYPE_CHECKING:
     import torch
@@ -171,13 +171,7 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()(_register_if_new)
-        except Exception as exc:  # a broken plug-in must not stop the real models from loading
-            warnings.warn(f"mvs2v: the component entry point {ep.name!r} ({ep.value}) failed: {exc!r}", stacklevel=2)
+    call_entry_points(ENTRY_POINT_GROUP, _register_if_new, "component")
 
 
 def registered_kinds() -> dict[str, ComponentKind]:

@@ -34,9 +34,9 @@ def read_animation(path) -> np.ndarray:
     return np.stack(frames)
 
 
-@pytest.mark.parametrize("scene", [None, 2], ids=["as_shipped", "two_objects_6_steps"])
+@pytest.mark.parametrize("scene", [None, 2], ids=["as_shipped", "scene2_6_steps"])
 def test_toy_demo_workflow_reproduces_the_cli_demo(comfy_server, tmp_path, scene):
-    """As shipped (scene 0, the model's own steps), and held-out scene 2 (two objects) with 6 steps."""
+    """As shipped (scene 0, the model's own steps), and held-out W1 scene 2 with 6 steps."""
     from mvs2v_core.pipeline.video_io import read_video
     from mvs2v_toy.demo import run_demo
 
@@ -70,7 +70,10 @@ def test_toy_demo_workflow_reproduces_the_cli_demo(comfy_server, tmp_path, scene
     print("CLI metrics:    ", demo["metrics"])
     assert diff.max() <= MAX_PIXEL_DIFF
     assert json.loads(texts[0])["scene"]["caption"] == demo["scene"]["caption"]
+    # The node scores the one video it has; the CLI's causal numbers need the twin and the swap too.
     for key, value in demo["metrics"].items():
+        if key in ("reference_use", "slot_binding"):
+            continue
         if value is None:
             assert comfy_metrics[key] is None, key
         else:

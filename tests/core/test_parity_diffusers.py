@@ -178,3 +178,81 @@ def test_i2v_parity(flf2v):
         ref = dm(x, t, ctx, encoder_hidden_states_image=clip, return_dict=False)[0]
         out = ours(x, t, ctx, clip_fea=clip)
     assert _diff(ref, out) <= TOL
+
+
+# ---- issue 12: the fused RoPE / RMSNorm / modulation keep parity on every path ---------------------
+
+
+def _per_token_t():
+    n_tok = LATENT[0] * (LATENT[1] // 2) * (LATENT[2] // 2)
+    per_frame = n_tok // LATENT[0]
+    t = torch.tensor([[0.0] * per_frame + [999.0] * (n_tok - per_frame), [0.0] * per_frame + [412.5] * (n_tok - per_frame)])
+    t[1, -3:] = 3.0  # a third distinct value at the end of one sample: 3 runs of tokens
+    return t
+
+
+@pytest.mark.parametrize("path", ["runs", "gathered"])
+def test_per_token_timesteps_parity_on_every_modulation_path(t2v_pair, monkeypatch, path):
+    """Per-token modulation either writes runs of tokens that share a timestep straight into the
+    output or gathers each token's row; both must equal diffusers (which broadcasts [B, L, 6, dim])."""
+    from mvs2v_core.model.transformer import Modulation
+
+    if path == "runs":
+        monkeypatch.setattr(Modulation, "MIN_RUN_TOKENS", 1)  # 18 tokens: too short for runs by default
+    else:
+        monkeypatch.setattr(Modulation, "MAX_RUNS", 0)
+    dm, ours = t2v_pair
+    _wan_float64_phases(dm.condition_embedder.timesteps_proj)
+    try:
+        x, ctx = _inputs(16, 7)
+        t = _per_token_t()
+        with torch.no_grad():
+            ref = dm(x, t, ctx, return_dict=False)[0]
+            out = ours(x, t, ctx)
+    finally:
+        del dm.condition_embedder.timesteps_proj.forward
+    assert _diff(ref, out) <= TOL
+
+
+@pytest.mark.parametrize("per_token", [False, True])
+def test_input_gradients_match_diffusers(t2v_pair, monkeypatch, per_token):
+    """Backward through the complex RoPE, F.rms_norm and the fused modulation (the runs path
+    concatenates under autograd) equals diffusers' backward."""
+    from mvs2v_core.model.transformer import Modulation
+
+    monkeypatch.setattr(Modulation, "MIN_RUN_TOKENS", 1)
+    dm, ours = t2v_pair
+    _wan_float64_phases(dm.condition_embedder.timesteps_proj)
+    try:
+        x, ctx = _inputs(17, 7)
+        t = _per_token_t() if per_token else torch.tensor([999.0, 250.0])
+        w = torch.randn(x.shape, generator=torch.Generator().manual_seed(18))
+        grads = []
+        for fn in (lambda a: dm(a, t, ctx, return_dict=False)[0], lambda a: ours(a, t, ctx)):
+            a = x.clone().requires_grad_(True)
+            (fn(a) * w).sum().backward()
+            grads.append(a.grad)
+    finally:
+        del dm.condition_embedder.timesteps_proj.forward
+        dm.zero_grad(set_to_none=True)
+        ours.zero_grad(set_to_none=True)
+    assert _diff(grads[0], grads[1]) <= 1e-5 * max(1.0, grads[0].abs().max().item())
+
+
+def test_rope_rotation_matches_diffusers_rotary_embedding():
+    """Our complex rotation over plain video ids equals diffusers' WanRotaryPosEmbed + rotation."""
+    from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
+
+    from mvs2v_core.model.rope import apply_rope, rope_cos_sin, rope_rotation
+    from mvs2v_core.references.positions import video_position_ids
+
+    head_dim, grid = 24, (5, 3, 4)
+    cos_d, sin_d = WanRotaryPosEmbed(head_dim, (1, 1, 1), 32)(torch.zeros(1, 1, *grid))  # [1, L, 1, d] each
+    g = torch.Generator().manual_seed(19)
+    x = torch.randn(2, grid[0] * grid[1] * grid[2], 3, head_dim, generator=g)
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    want = torch.empty_like(x)
+    want[..., 0::2] = x1 * cos_d[..., 0::2] - x2 * sin_d[..., 1::2]  # diffusers' formula, its own tables
+    want[..., 1::2] = x1 * sin_d[..., 1::2] + x2 * cos_d[..., 0::2]
+    got = apply_rope(x, rope_rotation(*rope_cos_sin(video_position_ids(grid), head_dim)))
+    assert _diff(got, want) <= TOL

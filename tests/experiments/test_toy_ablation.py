@@ -17,14 +17,12 @@ from experiments.toy_ablation.aggregate import cell, paired
 from experiments.toy_ablation.data import check_encoders, init_hashes, write_init_adapter
 from experiments.toy_ablation.files import Layout, write_train_config
 from experiments.toy_ablation.recipes import train_config
-from mvs2v_core.adapter import Adapter, AdapterMetadata, load_adapter, save_adapter
+from mvs2v_core.adapter import load_adapter
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.model.config import WanConfig
-from mvs2v_core.model.loading import dit_config_metadata
-from mvs2v_core.model.transformer import WanDiT
 from mvs2v_core.references.settings import ReferenceSettings
-from mvs2v_core.utils import save_safetensors_atomic
 from mvs2v_train.config import load_config, parse_config
+from tests.tiny_toy_model import write_tiny_toy_model
 
 TINY = WanConfig(dim=64, ffn_dim=64, num_heads=1, num_layers=1, in_dim=48, out_dim=48, text_dim=32, text_len=32)
 
@@ -32,15 +30,7 @@ TINY = WanConfig(dim=64, ffn_dim=64, num_heads=1, num_layers=1, in_dim=48, out_d
 def make_init(folder: Path) -> Path:
     """A tiny random toy model to start from: DiT + an adapter with proxy tokens (TS, proxy)."""
     folder.mkdir(parents=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        dit = WanDiT(TINY)
-        proxy = torch.randn(4, TINY.dim)
-    save_safetensors_atomic(dit.state_dict(), folder / "dit.safetensors", dit_config_metadata(TINY))
-    meta = AdapterMetadata(base_family="tiny-random", model_dim=TINY.dim, text_dim=TINY.text_dim, in_dim=TINY.in_dim,
-                           num_layers=TINY.num_layers, references=ReferenceSettings(4, "ts", "proxy"))
-    save_adapter(folder / "adapter.safetensors", Adapter(meta, proxy_tokens=proxy))
-    return folder
+    return write_tiny_toy_model(folder, TINY)
 
 
 def tiny_args(tmp_path: Path) -> list[str]:

@@ -11,21 +11,16 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 
-from mvs2v_core.adapter import Adapter, AdapterMetadata, save_adapter
 from mvs2v_core.cli import main
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.model.config import WanConfig
-from mvs2v_core.model.loading import dit_config_metadata
-from mvs2v_core.model.transformer import WanDiT
 from mvs2v_core.pipeline.generate import MVS2VPipeline
-from mvs2v_core.references.settings import ReferenceSettings
-from mvs2v_core.utils import save_safetensors_atomic
 from mvs2v_toy.bench import run_toy_bench
 from mvs2v_toy.bench_report import ALL_METRICS, check_bar
 from mvs2v_toy.dataset import save_toy_encoders
 from mvs2v_toy.demo import DEMO_MODEL_FORMAT
+from tests.tiny_toy_model import write_tiny_toy_model
 
 ROWS = ("multi", "single", "none", "copy")
 TINY = WanConfig(dim=128, ffn_dim=128, num_heads=1, num_layers=1, in_dim=48, out_dim=48, text_dim=32, text_len=32)
@@ -34,15 +29,7 @@ TINY = WanConfig(dim=128, ffn_dim=128, num_heads=1, num_layers=1, in_dim=48, out
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """A tiny random toy model folder: DiT, proxy-token adapter, toy encoders, model.json (5 frames, 2 steps)."""
-    folder = tmp_path_factory.mktemp("tiny_toy_model")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        dit = WanDiT(TINY)
-        proxy = torch.randn(4, TINY.dim)
-    save_safetensors_atomic(dit.state_dict(), folder / "dit.safetensors", dit_config_metadata(TINY))
-    meta = AdapterMetadata(base_family="tiny-random", model_dim=TINY.dim, text_dim=TINY.text_dim, in_dim=TINY.in_dim,
-                           num_layers=TINY.num_layers, references=ReferenceSettings(4, "ts", "proxy"))
-    save_adapter(folder / "adapter.safetensors", Adapter(meta, proxy_tokens=proxy))
+    folder = write_tiny_toy_model(tmp_path_factory.mktemp("tiny_toy_model"), TINY)
     save_toy_encoders(folder)
     info = {"format": DEMO_MODEL_FORMAT, "version": 1, "frames": 5, "width": 32, "height": 32, "mfi": False,
             "sampler": {"steps": 2, "shift": 3.0, "solver": "euler", "ref_scale": 2.0, "text_scale": 3.0}}
