@@ -193,14 +193,16 @@ def _print_story(truth: Any, probe: Any, info: dict[str, Any]) -> None:
     print(f"scene: {truth.caption!r}: frame 0 shows the {obj.start_view}; the caption names no side colour, so "
           f"the {', '.join(hidden) or 'other'} side(s) turning into view can only come from the references")
     u = probe.reference_use
-    print(f"reference use on this scene: {u['value']:+.3f} (0 = ignores the references, 1 = follows them: hidden "
-          f"sides in the given references' colours {u['follow_a']:.0%} vs the recoloured version's colours "
-          f"{u['follow_b']:.0%}; see comparison.png)")
+    print(f"reference use on this scene: {u['value']:+.3f} (1 = follows the references, 0 = ignores them): the video "
+          f"paints the hidden sides in its references' colours on {u['follow_a']:.0%} of their pixels and in the "
+          f"twin's on {u['cross_a']:.0%}; the twin's video: {u['follow_b']:.0%} its own, {u['cross_b']:.0%} the "
+          "original's (see comparison.png)")
     if probe.binding is not None:
         b = probe.binding
         a, c = probe.swap
         print(f"slot binding on this scene: {b['value']:+.3f} ({a} and {c} images swapped between their slots: "
-              f"{b['follow']:.0%} of those sides follow the swapped images, {b['stay']:.0%} keep their colour)")
+              f"{b['follow']:.0%} of those sides take the other side's colour, against {b['orig_other']:.0%} "
+              f"without the swap; {b['stay']:.0%} keep their own)")
     bench = info.get("bench", {}).get("w1")
     if bench:
         print("the bundled model on " + bench.get("scope", "the held-out W1 scenes") + ": " + "; ".join(

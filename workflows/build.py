@@ -159,7 +159,7 @@ def workflow_d() -> tuple[dict, str]:
     api["strip"] = {"class_type": "SaveImage", "inputs": {"images": ["evaluate", 1], "filename_prefix": "mvs2v/toy_demo_strip"}}
     note = (
         "MV-S2V (d): the bundled toy demo model, as `mvs2v demo --seed 0` (no downloads, runs on CPU).\n\n"
-        f"A {info['parameters'] / 1e6:.1f} M-parameter Wan DiT trained on the toy world (mvs2v_toy/assets/toy_demo), "
+        f"A {info['parameters'] / 1e6:.1f} M-parameter Wan DiT trained on the hidden-colour toy worlds W1/W2 (mvs2v_toy/assets/toy_demo), "
         f"with the toy codec and text encoder. Toy Scene renders held-out scene N (never trained on) with its "
         f"reference views ({', '.join(info['eval_views'])}); the sampler uses model.json's settings "
         f"({sampler['solver']}, {sampler['steps']} steps, shift {sampler['shift']}, ref_scale {sampler['ref_scale']}, "

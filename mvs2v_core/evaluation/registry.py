@@ -126,6 +126,10 @@ def register_metric(metric: Metric, replace: bool = True) -> None:
 
 
 def _register_if_new(metric: Metric) -> None:
+    # Inside ComfyUI the pack's own toy package registered its metrics on import; a pip-installed copy of
+    # mvs2v in the same environment offers the same names built on its own copy of core: keep the pack's.
+    if getattr(metric, "name", None) in _METRICS:
+        return
     register_metric(metric, replace=False)
 
 
