@@ -19,7 +19,7 @@ width, so the pack supplies these pieces; this module holds their logic, unit-te
   ``process_in(raw)``: the model then sees exactly the codec's latents, whatever the format's
   statistics are.
 * :func:`demo_scene` / :func:`scene_subjects` / :func:`empty_latent`: held-out scene ``n`` of the
-  bundled model's dataset (as ``mvs2v demo --seed n``), its references as pack subjects, and the
+  bundled model's held-out W1 evaluation set (as ``mvs2v demo --seed n``), its references as pack subjects, and the
   empty video latent of the model's size.
 * :func:`evaluate_scene`: the demo's metrics (:mod:`mvs2v_toy.evaluate`) and strip image.
 """
@@ -277,7 +277,7 @@ def load_toy_demo(folder: str | Path | None = None, text_width: int = 4096) -> T
 
 @dataclass
 class ToyDemoScene:
-    """Held-out scene ``index`` of the bundled model's dataset (``dataset_index`` in the dataset)."""
+    """Held-out scene ``index`` of the bundled model's evaluation set (``model.json`` ``eval``)."""
 
     index: int
     dataset_index: int

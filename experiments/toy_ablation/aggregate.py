@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mvs2v_core.errors import MVS2VError
-from mvs2v_core.evaluation.stats import bootstrap_ci, paired_bootstrap_ci
+from mvs2v_core.evaluation.stats import bootstrap_ci, paired_bootstrap_ci, ratio_bootstrap_ci
 
 from .arms import AblationSettings
 from .results import DONE
@@ -23,9 +23,14 @@ from .results import DONE
 Records = Sequence[dict[str, Any]]
 
 
-def finished(records: dict[str, dict[str, Any]], arm: str) -> list[dict[str, Any]]:
-    """The finished runs of ``arm``, by seed."""
-    runs = [r for r in records.values() if r["arm"]["name"] == arm and r.get("status") == DONE]
+def finished(records: dict[str, dict[str, Any]], arm: str, world: str = "w1") -> list[dict[str, Any]]:
+    """The runs of ``arm`` that have ``world``'s numbers, by seed: finished runs, and runs trained to the end
+    whose other world's bench is still to come (W2 costs about twice W1)."""
+    def scored(r: dict[str, Any]) -> bool:
+        trained = int(r.get("steps_done", 0)) >= int(r.get("steps_total", 1))
+        return r.get("status") == DONE or (trained and bool((r.get("bench") or {}).get(world)))
+
+    runs = [r for r in records.values() if r["arm"]["name"] == arm and scored(r)]
     return sorted(runs, key=lambda r: r["seed"])
 
 
@@ -68,7 +73,12 @@ def cell(runs: Records, world: str, row: str, metric: str) -> dict[str, Any] | N
     if not means:
         return None
     values = [m for _, m in means]
-    ci = bootstrap_ci(list(scene_values(runs, world, row, metric, [sd for sd, _ in means]).values()))
+    seeds = [sd for sd, _ in means]
+    if metric == "hidden_face_normalised":  # a ratio of means, as the bench reports it (not a mean of ratios)
+        ci = ratio_bootstrap_ci(scene_values(runs, world, row, "hidden_face_accuracy", seeds),
+                                scene_values(runs, world, row, "hidden_face_visible", seeds))
+    else:
+        ci = bootstrap_ci(list(scene_values(runs, world, row, metric, seeds).values()))
     return {"mean": sum(values) / len(values), "min": min(values), "max": max(values), "lo": ci["lo"],
             "hi": ci["hi"], "seeds": [sd for sd, _ in means], "scenes": ci["n"]}
 

@@ -44,12 +44,13 @@ def fmt_diff(c: dict[str, Any] | None, metric: str) -> str:
     return f"{c['mean']:+.{d}f} [{c['lo']:+.{d}f}, {c['hi']:+.{d}f}]"
 
 
-def _status(records: dict[str, dict[str, Any]], arm: str) -> str:
-    """"not run", or what the unfinished runs of ``arm`` have done so far."""
+def _status(records: dict[str, dict[str, Any]], arm: str, world: str = "w1") -> str:
+    """"not run", or what the unfinished runs of ``arm`` have done so far (``world``'s bench not done yet)."""
     partial = [r for r in records.values() if r["arm"]["name"] == arm and r.get("status") != "done"]
     if not partial:
         return "not run"
-    return "not finished: " + ", ".join(f"s{r['seed']} {r.get('steps_done', 0)}/{r['steps_total']} steps"
+    return "not finished: " + ", ".join(f"s{r['seed']} {r.get('steps_done', 0)}/{r['steps_total']} steps, "
+                                        f"{world.upper()} bench {'done' if (r.get('bench') or {}).get(world) else 'to do'}"
                                         for r in sorted(partial, key=lambda r: r["seed"]))
 
 
@@ -99,13 +100,13 @@ def _paired_table(records: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _w2_table(records: dict[str, dict[str, Any]]) -> list[str]:
-    vanilla = finished(records, "vanilla")
+    vanilla = finished(records, "vanilla", "w2")
     lines = ["| arm | seeds | " + " | ".join(label for _, label in W2_METRICS) + " | leak - vanilla (paired) | "
              "verdict |", "|---|---|" + "---|" * (len(W2_METRICS) + 2)]
     for arm in (a for a in ARMS.values() if a.w2):
-        runs = finished(records, arm.name)
+        runs = finished(records, arm.name, "w2")
         if not runs:
-            lines.append(f"| {arm.name} | {_status(records, arm.name)} |" + " |" * (len(W2_METRICS) + 2))
+            lines.append(f"| {arm.name} | {_status(records, arm.name, 'w2')} |" + " |" * (len(W2_METRICS) + 2))
             continue
         cells = {m: cell(runs, "w2", "multi", m) for m, _ in W2_METRICS}
         diff = None if arm.name == "vanilla" else paired(runs, vanilla, "w2", "multi", "multi", "causal_crosstalk")

@@ -220,3 +220,26 @@ def test_trainer_reads_the_toy_vision_encoder_width(tmp_path):
 
     folder = save_toy_vision_encoder(ToyVisionEncoder(32, 8), tmp_path / "vision")
     assert vision_width(folder) == 3 * 8 * 8
+
+
+def test_a_run_waiting_for_its_w2_bench_shows_in_the_w1_tables_only():
+    from experiments.toy_ablation.aggregate import finished
+
+    waiting = {**_fake("base", 0, [10.0, 12.0, 14.0], [0.5, 0.6, 0.7]), "status": "scoring"}
+    half_trained = {**_fake("base", 1, [10.0, 12.0, 14.0], [0.5, 0.6, 0.7]), "status": "training", "steps_done": 2400}
+    records = {"base-s0": waiting, "base-s1": half_trained}
+    assert [r["seed"] for r in finished(records, "base", "w1")] == [0]  # trained to the end, W1 scored
+    assert finished(records, "base", "w2") == []
+    text = ta.markdown(records)
+    assert "| base | base: TS-RoPE" in text and "W2 bench to do" in text
+
+
+def test_the_normalised_hidden_face_accuracy_is_a_ratio_of_means():
+    r = _fake("base", 0, [10.0, 12.0, 14.0], [0.5, 0.6, 0.7])
+    rows = r["bench"]["w1"]["per_scene"]["multi"]
+    # 19 scenes at 0.4 / 0.5 and one where frame 0 is almost never right: 0.01 / 0.0001 (a ratio of 100).
+    rows["hidden_face_accuracy"], rows["hidden_face_visible"] = [0.4] * 19 + [0.01], [0.5] * 19 + [0.0001]
+    ratio = (0.4 * 19 + 0.01) / (0.5 * 19 + 0.0001)
+    r["bench"]["w1"]["rows"]["multi"]["hidden_face_normalised"] = {"mean": ratio, "lo": 0, "hi": 1, "n": 20}
+    c = cell([r], "w1", "multi", "hidden_face_normalised")
+    assert c["lo"] <= ratio <= c["hi"] < 1.0 and c["scenes"] == 20  # a mean of per-scene ratios would be 5.76
