@@ -133,6 +133,30 @@ def hidden_world(name: str, reference_camera: str | None = None, two_object_prob
     return replace(spec, **changes) if changes else spec
 
 
+def _manifest_row(truth: ToyTruth, scene: ToyScene, sid: str, rel: Path, split: str, seed: int, index: int,
+                  flag_start_view: bool) -> dict[str, Any]:
+    """The trainer's manifest row of a written sample (paths relative to the dataset folder).
+
+    ``flag_start_view``: mark each subject's start view (the view frame 0 shows) ``frontal``, so a
+    single-view model is given what frame 0 shows (the hidden-colour worlds)."""
+    subjects = []
+    for k, obj in enumerate(scene.objects):
+        views = []
+        for ref in truth.references[k]:
+            entry: dict[str, Any] = {"image": (rel / ref.path.name).as_posix()}  # type: ignore[union-attr]
+            if ref.label is not None:
+                entry["label"] = ref.label
+            else:
+                entry["yaw"] = ref.yaw
+            if flag_start_view and abs((ref.yaw - obj.start_yaw + 180.0) % 360.0 - 180.0) < 1e-6:
+                entry["frontal"] = True
+            views.append(entry)
+        subjects.append({"name": obj.name, "views": views})
+    tags = ["toy", f"objects-{len(scene.objects)}", *sorted({o.shape for o in scene.objects})]
+    return {"id": sid, "video": (rel / "video.mp4").as_posix(), "caption": truth.caption, "subjects": subjects,
+            "split": split, "tags": tags, "meta": {"truth": (rel / "truth.json").as_posix(), "seed": seed, "index": index}}
+
+
 def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0, width: int = 32, height: int = 32,
                       frames: int = 17, two_object_prob: float = 0.3,
                       ref_views: Sequence[str | float] = DEFAULT_REF_VIEWS, val_fraction: float = 0.1,
@@ -202,23 +226,7 @@ def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0,
         rel = Path("samples") / f"{i:0{digits}d}"
         truth, record = write_toy_sample(out / rel, scene, sid, ref_views, fps, split)
         lossless_all &= bool(record["video_lossless"])
-        subjects = []
-        for k, obj in enumerate(scene.objects):
-            views = []
-            for ref in truth.references[k]:
-                entry: dict[str, Any] = {"image": (rel / ref.path.name).as_posix()}  # type: ignore[union-attr]
-                if ref.label is not None:
-                    entry["label"] = ref.label
-                else:
-                    entry["yaw"] = ref.yaw
-                if spec is not None and abs((ref.yaw - obj.start_yaw + 180.0) % 360.0 - 180.0) < 1e-6:
-                    entry["frontal"] = True  # the view frame 0 shows: what a single-view model is given
-                views.append(entry)
-            subjects.append({"name": obj.name, "views": views})
-        tags = ["toy", f"objects-{len(scene.objects)}", *sorted({o.shape for o in scene.objects})]
-        row = {"id": sid, "video": (rel / "video.mp4").as_posix(), "caption": truth.caption, "subjects": subjects,
-               "split": split, "tags": tags,
-               "meta": {"truth": (rel / "truth.json").as_posix(), "seed": int(seed), "index": i}}
+        row = _manifest_row(truth, scene, sid, rel, split, int(seed), i, flag_start_view=spec is not None)
         rows.append(json.dumps(row))
         n_val += split == "val"
         n_two += len(scene.objects) == 2
