@@ -30,9 +30,10 @@ import numpy as np
 from ._core import MVS2VError
 from .counterfactual import recolour_hidden, swap_views
 from .truth import ToyTruth, truth_from_scene
-from .world import world_spec
+from .world import ToyScene, world_spec
 
-__all__ = ["ROWS", "BenchScene", "Job", "Unit", "bench_scene", "generation_seed", "plan_units"]
+__all__ = ["ROWS", "BenchScene", "Job", "Unit", "bench_scene", "held_out_scene", "recolour_rng", "generation_seed",
+           "plan_units"]
 
 ROWS = ("multi", "single", "none", "copy")
 
@@ -57,15 +58,26 @@ class BenchScene:
     notes: list[str] = field(default_factory=list)
 
 
+def held_out_scene(world: str, eval_seed: int, index: int, frames: int) -> ToyScene:
+    """Held-out scene ``index`` of ``world``: drawn from ``default_rng([eval_seed, index])`` (training sets are
+    drawn from ``[data seed, index]``, another stream)."""
+    return world_spec(world).sample(np.random.default_rng([int(eval_seed), int(index)]), int(frames))
+
+
+def recolour_rng(eval_seed: int, index: int, obj: int) -> np.random.Generator:
+    """The random source of the hues given to object ``obj``'s hidden faces in scene ``index``'s twin."""
+    return np.random.default_rng([int(eval_seed), int(index), int(obj)])
+
+
 def bench_scene(world: str, eval_seed: int, index: int, frames: int) -> BenchScene:
     """Render held-out scene ``index`` of ``world`` and its recoloured versions (one per object)."""
-    scene = world_spec(world).sample(np.random.default_rng([int(eval_seed), int(index)]), int(frames))
+    scene = held_out_scene(world, eval_seed, index, frames)
     truth = truth_from_scene(scene, sample_id=f"bench-{world}-{eval_seed}-{index}")
     recoloured: list[ToyTruth | None] = []
     notes = []
     for k in range(len(scene.objects)):
         try:
-            twin = recolour_hidden(scene, k, np.random.default_rng([int(eval_seed), int(index), k]))
+            twin = recolour_hidden(scene, k, recolour_rng(eval_seed, index, k))
         except MVS2VError as exc:  # e.g. frame 0 shows every hued face: nothing only the references know
             recoloured.append(None)
             notes.append(str(exc))

@@ -123,12 +123,12 @@ def held_out_scene(info: dict[str, Any], index: int) -> tuple[Any, int]:
     exactly as ``mvs2v toy-bench`` draws it; the training set was drawn from another seed. Returns the
     scene and ``index``.
     """
-    from .world import world_spec
+    from .bench_plan import held_out_scene as bench_held_out_scene
 
     if index < 0:
         raise MVS2VError(f"--seed {index} must be >= 0: it picks the held-out scene")
     ev = info["eval"]
-    return world_spec(ev["world"]).sample(np.random.default_rng([int(ev["seed"]), int(index)]), int(info["frames"])), index
+    return bench_held_out_scene(ev["world"], int(ev["seed"]), int(index), int(info["frames"])), index
 
 
 def summary_metrics(metrics: dict[str, Any], truth: Any) -> dict[str, Any]:
@@ -173,13 +173,14 @@ def generation_settings(info: dict[str, Any], caption: str, steps: int, seed: in
 
 def _render_scenes(out: Path, info: dict[str, Any], seed: int) -> tuple[Any, Any, int]:
     """The held-out scene and its recoloured twin (hidden sides in other hues), written under ``out``."""
+    from .bench_plan import recolour_rng
     from .counterfactual import recolour_hidden
     from .dataset import write_toy_sample
 
     scene, index = held_out_scene(info, seed)
     views = list(info["eval_views"])
     truth, _ = write_toy_sample(out / "sample", scene, f"held-out-{seed}", views, split="val")
-    twin = recolour_hidden(scene, 0, np.random.default_rng([int(info["eval"]["seed"]), index, 0]))
+    twin = recolour_hidden(scene, 0, recolour_rng(int(info["eval"]["seed"]), index, 0))  # the bench's twin
     recoloured, _ = write_toy_sample(out / "recoloured", twin, f"held-out-{seed}-recoloured", views, split="val")
     return truth, recoloured, index
 

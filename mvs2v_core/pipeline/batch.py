@@ -38,7 +38,6 @@ from .generate import (
     GenerationSettings,
     SubjectInput,
     check_generation_settings,
-    check_video_size,
     layout_for,
 )
 from .memory import GB, REFUSE_RATIO, available_memory
@@ -63,7 +62,7 @@ class _Item:
 
     def group_key(self) -> tuple:
         """Items with equal keys share every DiT forward."""
-        sig = None if self.layout is None else (self.layout.slots_per_subject, tuple(self.layout.filled))
+        sig = None if self.layout is None else self.layout.forward_key()
         e = self.encoded
         lengths = tuple(None if t is None else t.shape[1] for t in (e.context, e.negative, e.neg_ref, e.neg_noref))
         return (sig, lengths)
@@ -120,14 +119,13 @@ def _run_group(
     Noise: item ``i`` gets exactly ``make_noise([1, C, f, h, w], seed_i)``, as ``generate`` draws it.
     """
     s = group[0].settings
-    sf, tf = pipe.vae.spatial_factor, pipe.vae.temporal_factor
     enc = [it.encoded for it in group]
     guidance = pipe._guidance(
         s, _cat([e.context for e in enc]), _cat([e.negative for e in enc]), _cat([e.ref_latents for e in enc]),
         _cat([e.neg_ref for e in enc]), _cat([e.neg_noref for e in enc]),
     )
     model_fn = pipe._model_fn(refs, group[0].layout)  # the DiT reads only the slot signature, shared here
-    shape = (1, pipe.dit.config.in_dim, 1 + (s.frames - 1) // tf, s.height // sf, s.width // sf)
+    shape = pipe.latent_shape(s)
     noise = torch.cat([make_noise(shape, it.settings.seed, device=pipe.device) for it in group])
 
     def on_step(info: dict) -> None:
@@ -140,8 +138,7 @@ def _run_group(
     results = []
     for it, lat in zip(group, latents.split(1, dim=0)):
         t1 = time.perf_counter()
-        video = pipe.vae.decode(lat.to(pipe.vae.device, pipe.vae.dtype)).float().cpu()  # [1, 3, F, H, W]
-        frames = ((video[0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)
+        frames = pipe.decode_frames(lat)
         timings = {"sampling": sampling, "per_step": sampling / s.steps, "vae_decode": time.perf_counter() - t1,
                    "batch_items": float(len(group))}
         results.append(GenerationResult(frames, lat.cpu(), it.layout, timings))
@@ -180,10 +177,7 @@ def generate_batch(
         check_generation_settings(s)
     refs = [pipe.resolve_references(s.references) for s in settings]
     _check_shared(settings, refs)
-    s0 = settings[0]
-    sf, tf = pipe.vae.spatial_factor, pipe.vae.temporal_factor
-    ph, pw = pipe.dit.config.patch_size[1:]
-    check_video_size(s0.width, s0.height, s0.frames, sf * max(ph, pw), tf)
+    pipe.check_size(settings[0])
     layouts = [layout_for(subj, refs[0].slots_per_subject) if subj else None for subj in subjects]
 
     items: list[_Item] = []

@@ -450,9 +450,7 @@ class MVS2VPipeline:
         s = settings
         check_generation_settings(s)  # again: the dataclass may have been changed since it was made
         timings: dict[str, float] = {}
-        sf, tf = self.vae.spatial_factor, self.vae.temporal_factor
-        ph, pw = self.dit.config.patch_size[1:]
-        check_video_size(s.width, s.height, s.frames, sf * max(ph, pw), tf)
+        self.check_size(s)
         refs = self.resolve_references(s.references)
         layout = layout_for(subjects, refs.slots_per_subject) if subjects else None
         if s.check_memory:  # before any encoder runs: a size that cannot fit costs nothing
@@ -461,9 +459,7 @@ class MVS2VPipeline:
         enc = self.encode_conditioning(s, subjects, layout, timings)
         guidance = self._guidance(s, enc.context, enc.negative, enc.ref_latents, enc.neg_ref, enc.neg_noref)
         model_fn = self._model_fn(refs, layout)
-        f = 1 + (s.frames - 1) // tf
-        shape = (1, self.dit.config.in_dim, f, s.height // sf, s.width // sf)
-        noise = make_noise(shape, s.seed, device=self.device)
+        noise = make_noise(self.latent_shape(s), s.seed, device=self.device)
 
         step_times: list[float] = []
         last = [time.perf_counter()]
@@ -481,11 +477,25 @@ class MVS2VPipeline:
         timings["per_step"] = sum(step_times) / max(1, len(step_times))
 
         t3 = time.perf_counter()
-        video = self.vae.decode(latents.to(self.vae.device, self.vae.dtype)).float().cpu()  # [1, 3, F, H, W]
+        frames = self.decode_frames(latents)
         timings["vae_decode"] = time.perf_counter() - t3
         timings["total"] = time.perf_counter() - t0
-        frames = ((video[0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)
         return GenerationResult(frames, latents.cpu(), layout, timings)
+
+    def check_size(self, s: GenerationSettings) -> None:
+        """Refuse a width, height or frame count this VAE and patch size cannot take (one line, before any work)."""
+        ph, pw = self.dit.config.patch_size[1:]
+        check_video_size(s.width, s.height, s.frames, self.vae.spatial_factor * max(ph, pw), self.vae.temporal_factor)
+
+    def latent_shape(self, s: GenerationSettings) -> tuple[int, int, int, int, int]:
+        """``[1, C, f, h, w]``: the latents (and the noise) of one video of ``s``'s size."""
+        sf, tf = self.vae.spatial_factor, self.vae.temporal_factor
+        return (1, self.dit.config.in_dim, 1 + (s.frames - 1) // tf, s.height // sf, s.width // sf)
+
+    def decode_frames(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``[1, C, f, h, w]`` -> video frames ``[F, H, W, 3]`` in ``[0, 1]`` (float32, CPU)."""
+        video = self.vae.decode(latents.to(self.vae.device, self.vae.dtype)).float().cpu()  # [1, 3, F, H, W]
+        return ((video[0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)
 
     def estimate_memory(
         self, settings: GenerationSettings, layout: ReferenceLayout | None, references: ReferenceSettings

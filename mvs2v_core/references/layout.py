@@ -143,6 +143,15 @@ class ReferenceLayout:
     def num_filled(self) -> int:
         return sum(self.filled)
 
+    def forward_key(self, mixed_filled: bool = False) -> tuple:
+        """What one DiT forward reads of the layout: slots per subject and which slots are filled, so
+        layouts with equal keys share a forward. ``mixed_filled`` (``proxy`` / ``gray``, where every slot
+        makes tokens): slots and subjects only -- the filled slots may then differ per sample
+        (``ReferenceConditioning.sample_layouts``)."""
+        if mixed_filled:
+            return (self.slots_per_subject, self.num_subjects)
+        return (self.slots_per_subject, tuple(self.filled))
+
     def slot_subject(self) -> list[int]:
         """Per slot, in token order: the subject index."""
         return [i for i in range(self.num_subjects) for _ in range(self.slots_per_subject)]

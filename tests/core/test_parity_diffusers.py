@@ -13,6 +13,7 @@ is compared only at small timesteps where the phase rounding stays far below the
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -70,6 +71,22 @@ def _wan_float64_phases(module):
     module.forward = forward
 
 
+@contextlib.contextmanager
+def wan_phases(dm):
+    """:func:`_wan_float64_phases` on a shared model for the duration of a block, then diffusers' own again."""
+    _wan_float64_phases(dm.condition_embedder.timesteps_proj)
+    try:
+        yield
+    finally:
+        del dm.condition_embedder.timesteps_proj.forward
+
+
+def _forward_both(dm, ours, x, t, ctx):
+    """``(diffusers, ours)`` outputs for the same inputs, diffusers with Wan's float64 phases."""
+    with wan_phases(dm), torch.no_grad():
+        return dm(x, t, ctx, return_dict=False)[0], ours(x, t, ctx)
+
+
 def _inputs(seed: int, text_len: int):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, C, *LATENT, generator=g)
@@ -103,15 +120,8 @@ def test_key_map_is_a_bijection_on_diffusers_keys(t2v_pair):
 @pytest.mark.parametrize("timesteps", [(0.0, 37.5), (999.0, 500.3), (1.0, 0.25)])
 def test_t2v_parity_with_wan_phases(t2v_pair, timesteps):
     dm, ours = t2v_pair
-    _wan_float64_phases(dm.condition_embedder.timesteps_proj)
-    try:
-        x, ctx = _inputs(10, 7)
-        t = torch.tensor(timesteps)
-        with torch.no_grad():
-            ref = dm(x, t, ctx, return_dict=False)[0]
-            out = ours(x, t, ctx)
-    finally:
-        del dm.condition_embedder.timesteps_proj.forward
+    x, ctx = _inputs(10, 7)
+    ref, out = _forward_both(dm, ours, x, torch.tensor(timesteps), ctx)
     assert _diff(ref, out) <= TOL
 
 
@@ -139,18 +149,12 @@ def test_t2v_parity_short_context_is_zero_padded(t2v_pair):
 def test_per_token_timesteps_parity(t2v_pair):
     """Wan 2.2 style [B, L] timesteps: first latent frame clean (t = 0), the rest noisy."""
     dm, ours = t2v_pair
-    _wan_float64_phases(dm.condition_embedder.timesteps_proj)
-    try:
-        x, ctx = _inputs(13, 7)
-        n_tok = LATENT[0] * (LATENT[1] // 2) * (LATENT[2] // 2)
-        per_frame = n_tok // LATENT[0]
-        t = torch.tensor([[0.0] * per_frame + [999.0] * (n_tok - per_frame), [0.0] * per_frame + [412.5] * (n_tok - per_frame)])
-        t[1, -1] = 3.0  # a third distinct value in one sample
-        with torch.no_grad():
-            ref = dm(x, t, ctx, return_dict=False)[0]
-            out = ours(x, t, ctx)
-    finally:
-        del dm.condition_embedder.timesteps_proj.forward
+    x, ctx = _inputs(13, 7)
+    n_tok = LATENT[0] * (LATENT[1] // 2) * (LATENT[2] // 2)
+    per_frame = n_tok // LATENT[0]
+    t = torch.tensor([[0.0] * per_frame + [999.0] * (n_tok - per_frame), [0.0] * per_frame + [412.5] * (n_tok - per_frame)])
+    t[1, -1] = 3.0  # a third distinct value in one sample
+    ref, out = _forward_both(dm, ours, x, t, ctx)
     assert _diff(ref, out) <= TOL
     # and a per-token timestep that is constant equals the per-sample path
     with torch.no_grad():
@@ -202,15 +206,8 @@ def test_per_token_timesteps_parity_on_every_modulation_path(t2v_pair, monkeypat
     else:
         monkeypatch.setattr(Modulation, "MAX_RUNS", 0)
     dm, ours = t2v_pair
-    _wan_float64_phases(dm.condition_embedder.timesteps_proj)
-    try:
-        x, ctx = _inputs(16, 7)
-        t = _per_token_t()
-        with torch.no_grad():
-            ref = dm(x, t, ctx, return_dict=False)[0]
-            out = ours(x, t, ctx)
-    finally:
-        del dm.condition_embedder.timesteps_proj.forward
+    x, ctx = _inputs(16, 7)
+    ref, out = _forward_both(dm, ours, x, _per_token_t(), ctx)
     assert _diff(ref, out) <= TOL
 
 
@@ -222,18 +219,17 @@ def test_input_gradients_match_diffusers(t2v_pair, monkeypatch, per_token):
 
     monkeypatch.setattr(Modulation, "MIN_RUN_TOKENS", 1)
     dm, ours = t2v_pair
-    _wan_float64_phases(dm.condition_embedder.timesteps_proj)
     try:
         x, ctx = _inputs(17, 7)
         t = _per_token_t() if per_token else torch.tensor([999.0, 250.0])
         w = torch.randn(x.shape, generator=torch.Generator().manual_seed(18))
         grads = []
-        for fn in (lambda a: dm(a, t, ctx, return_dict=False)[0], lambda a: ours(a, t, ctx)):
-            a = x.clone().requires_grad_(True)
-            (fn(a) * w).sum().backward()
-            grads.append(a.grad)
+        with wan_phases(dm):
+            for fn in (lambda a: dm(a, t, ctx, return_dict=False)[0], lambda a: ours(a, t, ctx)):
+                a = x.clone().requires_grad_(True)
+                (fn(a) * w).sum().backward()
+                grads.append(a.grad)
     finally:
-        del dm.condition_embedder.timesteps_proj.forward
         dm.zero_grad(set_to_none=True)
         ours.zero_grad(set_to_none=True)
     assert _diff(grads[0], grads[1]) <= 1e-5 * max(1.0, grads[0].abs().max().item())

@@ -59,10 +59,7 @@ class Example:
         """Examples with equal keys run in one DiT forward: the DiT only reads which slots are filled
         (names, yaws and frontal choice matter to the data, not to the forward). With ``mixed_layouts``
         (``proxy`` / ``gray``: every slot makes tokens) not even that: each sample keeps its own layout."""
-        sig = None
-        if self.layout is not None:
-            lay = self.layout
-            sig = (lay.slots_per_subject, lay.num_subjects) if mixed_layouts else (lay.slots_per_subject, tuple(lay.filled))
+        sig = None if self.layout is None else self.layout.forward_key(mixed_layouts)
         return (sig, tuple(self.x0.shape), None if self.mfi is None else tuple(self.mfi.shape))
 
 
