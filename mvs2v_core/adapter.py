@@ -63,7 +63,7 @@ _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 
 _MVS2V_FIELDS = (
     "base_family", "model_dim", "text_dim", "in_dim", "num_layers", "position_scheme",
-    "slots_per_subject", "empty_slot_mode", "mfi_in_dim", "lora", "ref_timestep", "training",
+    "slots_per_subject", "empty_slot_mode", "mfi_in_dim", "lora", "ref_timestep", "ref_attention", "training",
 )
 
 
@@ -118,8 +118,9 @@ class LoraSpec:
         return any(module_path == t or module_path.endswith("." + t) for t in self.targets)
 
 
-# The reference settings are stored as these four top-level keys (file format version 1).
-_REFERENCE_KEYS = ("position_scheme", "slots_per_subject", "empty_slot_mode", "ref_timestep")
+# The reference settings are stored as these top-level keys (file format version 1; ``ref_attention``
+# only when it is not ``full``, so older readers refuse a cached-mode adapter instead of misusing it).
+_REFERENCE_KEYS = ("position_scheme", "slots_per_subject", "empty_slot_mode", "ref_timestep", "ref_attention")
 
 
 @dataclass
@@ -511,6 +512,11 @@ def _settings_problems(adapter: Adapter, want: ReferenceSettings) -> list[str]:
         out.append(
             f"adapter was trained with reference timestep {have.ref_timestep.value!r}; you asked for "
             f"{want.ref_timestep.value!r}: set the reference timestep to {have.ref_timestep.value!r}"
+        )
+    if want.ref_attention != have.ref_attention and have.cached:
+        out.append(
+            "adapter was trained with cached references (reference tokens attend only to references); you asked "
+            f"for reference attention {want.ref_attention.value!r}: use 'cached' (what it was trained with)"
         )
     return out
 

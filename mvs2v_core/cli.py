@@ -18,7 +18,8 @@ from typing import Sequence
 
 from .errors import CheckpointError, MVS2VError
 from .references.layout import is_view_label, parse_view_label
-from .references.settings import EmptySlotMode, Placement, ReferenceSettings, RefTimestep, SchemeName, option_values
+from .references.settings import (EmptySlotMode, Placement, RefAttention, ReferenceSettings, RefTimestep, SchemeName,
+                                 option_values)
 from .sampling import SOLVER_NAMES
 
 DTYPES = ("bf16", "fp16", "fp32")  # names resolve_device understands
@@ -102,6 +103,10 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--placement", choices=option_values(Placement), help="jump: references after or before the video")
     g.add_argument("--ref-timestep", choices=option_values(RefTimestep),
                    help=f"timestep of reference tokens (default: adapter's, else {d.ref_timestep})")
+    g.add_argument("--ref-attention", choices=option_values(RefAttention),
+                   help=f"cached: references attend only to references, their keys/values computed once per "
+                        f"generation (needs --ref-timestep zero; an approximation for models trained with full "
+                        f"attention, see docs/cached_references.md) (default: adapter's, else {d.ref_attention})")
     g = p.add_argument_group("generation")
     g.add_argument("--prompt", required=True)
     g.add_argument("--negative-prompt", default="")
@@ -153,7 +158,7 @@ def reference_settings_from_args(args: argparse.Namespace, base: ReferenceSettin
     """The flags given on the command line applied over ``base`` (an adapter's settings, else the defaults)."""
     return (base or ReferenceSettings()).with_overrides(
         slots_per_subject=args.slots_per_subject, empty_slot_mode=args.empty_slot_mode,
-        ref_timestep=args.ref_timestep, scheme=args.scheme, gap=args.gap, ref_gap=args.ref_gap,
+        ref_timestep=args.ref_timestep, ref_attention=args.ref_attention, scheme=args.scheme, gap=args.gap, ref_gap=args.ref_gap,
         identity_gap=args.identity_gap, placement=args.placement,
     )
 

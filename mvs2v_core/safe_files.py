@@ -36,14 +36,25 @@ _ZIP_MAGIC = b"PK\x03\x04"   # torch.save since PyTorch 1.6: a zip archive holdi
 _PICKLE_PROTO = 0x80         # a pickle stream (protocol >= 2) starts with PROTO, then the version
 
 
+def _is_safetensors_head(head: bytes, size: int) -> bool:
+    """A safetensors file starts with its JSON header's length (u64, little-endian) and then ``{``.
+
+    Checked before the pickle test: a header of 640..1407 bytes whose length ends in byte 0x80 (e.g.
+    896 = 0x0380) begins ``80 03``, which is also how a protocol-3 pickle stream begins."""
+    return len(head) >= 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8
+
+
 def _head_reason(path: Path) -> str | None:
-    """Why the first bytes of ``path`` say pickle, or ``None`` (reads 4 bytes)."""
+    """Why the first bytes of ``path`` say pickle, or ``None`` (reads 9 bytes)."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(4)
+            head = fh.read(9)
+        size = path.stat().st_size
     except OSError:
         return None   # unreadable files are reported by the loader that opens them
     named_safetensors = path.suffix.lower() == ".safetensors"
+    if _is_safetensors_head(head, size):
+        return None
     if head.startswith(_ZIP_MAGIC):
         what = "its bytes are a zip archive, the format of torch.save"
     elif len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5:
@@ -74,7 +85,7 @@ def _refusal(path: Path, what: str, reason: str) -> CheckpointError:
 def refuse_pickle(path: str | os.PathLike, what: str = "weights file") -> None:
     """Raise :class:`CheckpointError` if ``path`` is a pickle file by name or by its first bytes.
 
-    Never unpickles anything; reads at most 4 bytes. A missing path passes (the caller reports it).
+    Never unpickles anything; reads at most 9 bytes. A missing path passes (the caller reports it).
 
     Args:
         path: the file about to be loaded.

@@ -11,6 +11,7 @@ video tokens go through the output head.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,11 @@ from ..references.conditioning import ReferenceConditioning
 from ..references.positions import video_position_ids
 from ..references.tokens import ReferenceTokenPlan
 from .config import WanConfig
+from .reference_kv import ReferenceKV
 from .rope import COMPLEX_ROPE_DEVICES, apply_rope, rope_cos_sin, rope_rotation
+
+
+KV3 = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class RMSNorm(nn.Module):
@@ -170,14 +175,26 @@ class WanSelfAttention(_AttentionProjections):
     table of :func:`rope_rotation` (``sin`` None); see :func:`apply_rope`.
     """
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor | None = None) -> torch.Tensor:
+    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor | None = None) -> KV3:
+        """``x`` ``[B, L, dim]`` -> ``(q, k, v)``, each ``[B, heads, L, head_dim]``, RoPE applied to q and k."""
         b, n, _ = x.shape
         q = self.norm_q(self.q(x)).view(b, n, self.num_heads, -1)
         k = self.norm_k(self.k(x)).view(b, n, self.num_heads, -1)
         v = self.v(x).view(b, n, self.num_heads, -1)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return self.o(out.transpose(1, 2).flatten(2))
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Heads-first ``q [B, h, Lq, d]`` over ``k, v [B, h, Lk, d]`` -> ``[B, Lq, dim]`` after ``o``."""
+        return self.o(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2))
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor | None = None,
+                extra_kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``extra_kv``: cached reference keys and values ``[B, heads, Lr, head_dim]`` the queries also see."""
+        q, k, v = self.project(x, cos, sin)
+        if extra_kv is not None:
+            k, v = torch.cat([k, extra_kv[0].to(k.dtype)], dim=2), torch.cat([v, extra_kv[1].to(v.dtype)], dim=2)
+        return self.attend(q, k, v)
 
 
 class WanCrossAttention(_AttentionProjections):
@@ -232,15 +249,38 @@ class WanBlock(nn.Module):
         context_img: torch.Tensor | None,
         cos: torch.Tensor,
         sin: torch.Tensor | None = None,
+        extra_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``cos, sin`` as for :class:`WanSelfAttention` (WanDiT passes the complex table and ``sin`` None
-        on CPU and CUDA)."""
+        on CPU and CUDA); ``extra_kv``: this block's cached reference keys/values (cached mode)."""
         m = e.plus(self.modulation)  # rows: shift, scale, gate (attention), shift, scale, gate (FFN)
         h = m.modulate(self.norm1(x), 0, 1).type_as(x)
-        x = m.gated_add(x, self.self_attn(h, cos, sin), 2).type_as(x)
+        x = m.gated_add(x, self.self_attn(h, cos, sin, extra_kv), 2).type_as(x)
         x = x + self.cross_attn(self.norm3(x), context, context_img)
         h = m.modulate(self.norm2(x), 3, 4).type_as(x)
         return m.gated_add(x, self.ffn(h), 5).type_as(x)
+
+    def forward_reference(
+        self, r: torch.Tensor, e: Modulation, cos: torch.Tensor, sin: torch.Tensor | None = None,
+        need_output: bool = True,
+    ) -> tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
+        """The reference stream of the cached mode: self-attention among reference tokens only, no text.
+
+        Args:
+            r: reference tokens ``[B, Lr, dim]``; ``e``: their modulation (timestep 0).
+            need_output: False for the last block, whose output nobody reads (only its keys/values).
+
+        Returns:
+            ``(r after the block or None, (k, v))``, keys/values ``[B, heads, Lr, head_dim]`` (RoPE applied).
+        """
+        m = e.plus(self.modulation)
+        h = m.modulate(self.norm1(r), 0, 1).type_as(r)
+        q, k, v = self.self_attn.project(h, cos, sin)
+        if not need_output:
+            return None, (k, v)
+        r = m.gated_add(r, self.self_attn.attend(q, k, v), 2).type_as(r)
+        h = m.modulate(self.norm2(r), 3, 4).type_as(r)
+        return m.gated_add(r, self.ffn(h), 5).type_as(r), (k, v)
 
 
 class WanHead(nn.Module):
@@ -318,6 +358,14 @@ class WanDiT(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.patch_embedding.weight.dtype
 
+    def patch_grid(self, shape: Sequence[int]) -> tuple[int, int, int]:
+        """``(F', H', W')``, the token grid of video latents of ``shape`` ``[B, C, F, H, W]``."""
+        f, h, w = (int(s) for s in shape[2:5])
+        pt, ph, pw = self.config.patch_size
+        if f % pt or h % ph or w % pw:
+            raise MVS2VError(f"latent size {f}x{h}x{w} is not divisible by the patch size {self.config.patch_size}")
+        return f // pt, h // ph, w // pw
+
     def _embed_patches(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, F, H, W]`` -> ``[B, F', H', W', dim]``; the Conv3d runs in float32 as in Wan."""
         w = self.patch_embedding.weight
@@ -340,34 +388,71 @@ class WanDiT(nn.Module):
             t = t.repeat_interleave(num_tokens // t.shape[1], dim=1)
             values, index = torch.unique(t.float(), return_inverse=True)
         e = self.time_embedding(sinusoidal_embedding(values, self.config.freq_dim).to(self.time_embedding[0].weight.dtype)).float()
-        e0 = self.time_projection(e).float().unflatten(1, (6, -1))  # [N, 6, dim]
+        # (the input in the projection's own dtype: a model cast to bf16 as a whole runs too)
+        e0 = self.time_projection(e.to(self.time_projection[1].weight.dtype)).float().unflatten(1, (6, -1))
         if index is None:
             return Modulation(e0[:, None], None), Modulation(e[:, None, None], None)
         return Modulation(e0, index), Modulation(e[:, None], index)
 
-    def _append_references(
-        self, tokens: torch.Tensor, timestep: torch.Tensor, grid: tuple[int, int, int], refs: ReferenceConditioning
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Video tokens ``[B, Lv, dim]`` -> (video + reference tokens, their timesteps, position ids ``[L, 3]``).
-
-        The slots are embedded with the model's own Conv3d; the rest is the shared
-        :class:`ReferenceTokenPlan` (the ComfyUI patch runs the same plan).
-        """
-        b = tokens.shape[0]
+    def _reference_tokens(self, refs: ReferenceConditioning, grid: tuple[int, int, int], batch: int,
+                          device: torch.device) -> tuple[ReferenceTokenPlan, torch.Tensor]:
+        """The shared :class:`ReferenceTokenPlan` and the kept slots as tokens ``[B, Lr, dim]``: embedded with
+        the model's own Conv3d, empty slots replaced by proxy vectors (the ComfyUI patch runs the same plan)."""
         plan = ReferenceTokenPlan.build(grid, refs.layout, refs.settings, refs.sample_layouts)
-        if refs.latents.shape[0] != b or refs.latents.shape[1] != self.config.in_dim:
+        if refs.latents.shape[0] != batch or refs.latents.shape[1] != self.config.in_dim:
             raise MVS2VError(
                 f"reference latents {tuple(refs.latents.shape)} do not match the video latents "
-                f"(batch {b}, {self.config.in_dim} channels): batch and channel counts must agree"
+                f"(batch {batch}, {self.config.in_dim} channels): batch and channel counts must agree"
             )
-        ref_tok = self._embed_patches(plan.select_latents(refs.latents).to(tokens.device))  # [B, S_k, H', W', dim]
+        ref_tok = self._embed_patches(plan.select_latents(refs.latents).to(device))  # [B, S_k, H', W', dim]
         if ref_tok.shape[2:4] != grid[1:]:
             raise MVS2VError(
                 f"reference latents give a {ref_tok.shape[2]}x{ref_tok.shape[3]} token grid but the video gives "
                 f"{grid[1]}x{grid[2]}: letterbox the references to the video's width and height"
             )
-        tokens = plan.fill_proxies(torch.cat([tokens, ref_tok.flatten(1, 3)], dim=1), refs.proxy_tokens)
-        return tokens, plan.timesteps(timestep), plan.position_ids()
+        return plan, plan.fill_proxies(ref_tok.flatten(1, 3), refs.proxy_tokens, start=0)
+
+    def _append_references(
+        self, tokens: torch.Tensor, timestep: torch.Tensor, grid: tuple[int, int, int], refs: ReferenceConditioning
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Video tokens ``[B, Lv, dim]`` -> (video + reference tokens, their timesteps, position ids ``[L, 3]``)."""
+        plan, ref_tok = self._reference_tokens(refs, grid, tokens.shape[0], tokens.device)
+        return torch.cat([tokens, ref_tok], dim=1), plan.timesteps(timestep), plan.position_ids()
+
+    def _rope(self, pos: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """RoPE tables for position ids ``[L, 3]``: the complex table (and None) where it is faster."""
+        cos, sin = rope_cos_sin(pos.to(device), self.config.head_dim)
+        if device.type in COMPLEX_ROPE_DEVICES:
+            return rope_rotation(cos, sin), None  # built once per forward
+        return cos, sin
+
+    def _run_block(self, method, *args):
+        """``method(*args)``, recomputed in the backward pass under gradient checkpointing."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(method, *args, use_reentrant=False)
+        return method(*args)
+
+    def reference_cache(self, refs: ReferenceConditioning, grid: tuple[int, int, int]) -> ReferenceKV:
+        """Every block's reference keys/values for a video of ``grid`` patches (``ref_attention = cached``).
+
+        The reference tokens run through the blocks on their own: timestep 0, self-attention among
+        themselves, no text. The result is valid for every step and guidance pass of a generation with
+        these reference latents (see :mod:`mvs2v_core.model.reference_kv`); it is differentiable, so
+        the trainer computes it inside each training forward.
+        """
+        if not refs.settings.cached:
+            raise MVS2VError("reference keys/values can be cached only with reference attention 'cached' "
+                             "(and reference timestep 'zero'): set them in the reference settings")
+        b = refs.latents.shape[0]
+        device = self.patch_embedding.weight.device
+        plan, r = self._reference_tokens(refs, grid, b, device)
+        cos, sin = self._rope(plan.position_ids()[plan.num_video_tokens:], device)
+        e, _ = self._time_modulation(torch.zeros(b, device=device), r.shape[1])
+        pairs, last = [], len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            r, kv = self._run_block(block.forward_reference, r, e, cos, sin, i < last)
+            pairs.append(kv)
+        return ReferenceKV(tuple(pairs), tuple(int(g) for g in grid))  # type: ignore[arg-type]
 
     def forward(
         self,
@@ -376,6 +461,7 @@ class WanDiT(nn.Module):
         context: torch.Tensor,
         clip_fea: torch.Tensor | None = None,
         refs: ReferenceConditioning | None = None,
+        ref_cache: ReferenceKV | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity for the video latents.
 
@@ -386,6 +472,8 @@ class WanDiT(nn.Module):
                 MFI tokens, when used, are already appended (see :mod:`mvs2v_core.references.mfi`).
             clip_fea: CLIP features ``[B, 257, image_dim]`` for I2V models.
             refs: reference slots, layout and position scheme; None for plain T2V.
+            ref_cache: under ``ref_attention = cached``, the keys/values :meth:`reference_cache` made for
+                these references and this video size (computed here when None).
 
         Returns:
             Velocity ``[B, out_dim, F, H, W]`` for the video frames only.
@@ -395,11 +483,8 @@ class WanDiT(nn.Module):
             raise MVS2VError(
                 f"video latents must be [batch, {cfg.in_dim}, frames, height, width] for this model, got {tuple(x.shape)}"
             )
-        b, _, f, h, w = x.shape
-        pt, ph, pw = cfg.patch_size
-        if f % pt or h % ph or w % pw:
-            raise MVS2VError(f"latent size {f}x{h}x{w} is not divisible by the patch size {cfg.patch_size}")
-        grid = (f // pt, h // ph, w // pw)
+        b = x.shape[0]
+        grid = self.patch_grid(x.shape)
         tokens = self._embed_patches(x).flatten(1, 3)  # [B, Lv, dim]
         if timestep.ndim == 0:
             timestep = timestep.expand(b)
@@ -408,14 +493,19 @@ class WanDiT(nn.Module):
             raise MVS2VError(
                 f"per-token timesteps must be [batch, {tokens.shape[1]}] (one per video token), got {tuple(timestep.shape)}"
             )
-        if refs is None:
+        cache = None
+        if refs is not None and refs.settings.cached:  # video tokens only; references come as keys/values
+            cache = ref_cache if ref_cache is not None else self.reference_cache(refs, grid)
+            cache.check(grid, b, len(self.blocks))
+            pos = video_position_ids(grid)
+        elif refs is None:
+            if ref_cache is not None:
+                raise MVS2VError("ref_cache was given without references: pass the refs it was computed from")
             pos = video_position_ids(grid)
         else:
             tokens, timestep, pos = self._append_references(tokens, timestep, grid, refs)
         n_video = grid[0] * grid[1] * grid[2]
-        cos, sin = rope_cos_sin(pos.to(tokens.device), cfg.head_dim)
-        if tokens.device.type in COMPLEX_ROPE_DEVICES:
-            cos, sin = rope_rotation(cos, sin), None  # the complex table, built once per forward
+        cos, sin = self._rope(pos, tokens.device)
         e_blocks, e_head = self._time_modulation(timestep, tokens.shape[1])
 
         if context.shape[1] < cfg.text_len:
@@ -427,11 +517,9 @@ class WanDiT(nn.Module):
                 raise MVS2VError("CLIP image features were given, but this is a T2V model without an image branch")
             ctx_img = self.img_emb(clip_fea.to(self.text_embedding[0].weight.dtype))
 
-        for block in self.blocks:
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                tokens = checkpoint(block, tokens, e_blocks, ctx, ctx_img, cos, sin, use_reentrant=False)
-            else:
-                tokens = block(tokens, e_blocks, ctx, ctx_img, cos, sin)
+        for i, block in enumerate(self.blocks):
+            extra = () if cache is None else (cache.blocks[i],)  # the plain call keeps the block's old signature
+            tokens = self._run_block(block, tokens, e_blocks, ctx, ctx_img, cos, sin, *extra)
 
         video = tokens[:, :n_video]
         if e_head.index is not None:

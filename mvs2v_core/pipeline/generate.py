@@ -20,6 +20,7 @@ import torch
 from ..adapter import Adapter, load_adapter, require_compatible
 from ..errors import MVS2VError
 from ..model.transformer import WanDiT
+from ..model.reference_kv import ReferenceKVMemo
 from ..references.conditioning import ReferenceConditioning
 from ..references.layout import ReferenceLayout
 from ..references.mfi import MFIProjector
@@ -508,13 +509,15 @@ class MVS2VPipeline:
         pt, ph, pw = cfg.patch_size
         per_frame = (s.height // sf // ph) * (s.width // sf // pw)
         slots = len(layout.kept_slots(references.empty_slot_mode)) if layout is not None else 0
-        tokens = (1 + (s.frames - 1) // tf) // pt * per_frame + slots * per_frame
+        tokens = (1 + (s.frames - 1) // tf) // pt * per_frame
+        cached = slots * per_frame if references.cached else 0
+        tokens += 0 if references.cached else slots * per_frame
         passes = guidance_passes(s, layout is not None)
         batch = min(passes, s.max_batch_passes or passes)
         if s.max_batch_passes is None and self.device.type == "cuda":
             batch = 1  # CUDA raises OutOfMemoryError, on which the sampler halves the batch (the CPU does not)
         math_attention = uses_math_attention(self.device, self.dit.dtype, cfg.head_dim)
-        first, single = (forward_memory(cfg, tokens, n, self.dit.dtype, math_attention) for n in (batch, 1))
+        first, single = (forward_memory(cfg, tokens, n, self.dit.dtype, math_attention, cached) for n in (batch, 1))
         return first, single
 
     def _guidance(
@@ -544,15 +547,21 @@ class MVS2VPipeline:
         )
 
     def _model_fn(self, references: ReferenceSettings, layout: ReferenceLayout | None):
+        """``(x, t, cond) -> v``; under cached references, each distinct set of reference latents has its
+        keys/values computed once per generation (this closure) and reused at every step."""
         dit = self.dit
         dtype = dit.dtype
+        memo = ReferenceKVMemo() if references.cached else None
 
         def model_fn(x: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
-            refs = None
+            refs, cache = None, None
             if cond.get("ref_latents") is not None:
                 refs = ReferenceConditioning(
                     cond["ref_latents"].to(dtype), layout, references, self.proxy_tokens  # type: ignore[arg-type]
                 )
-            return dit(x.to(dtype), t, cond["context"].to(dtype), refs=refs).float()
+                if memo is not None:
+                    grid = dit.patch_grid(x.shape)
+                    cache = memo.get(refs.latents, grid, lambda: dit.reference_cache(refs, grid))
+            return dit(x.to(dtype), t, cond["context"].to(dtype), refs=refs, ref_cache=cache).float()
 
         return model_fn

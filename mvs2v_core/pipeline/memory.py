@@ -56,29 +56,35 @@ class ForwardMemory:
         batch: guidance passes in the model call.
         activation_bytes: the block activations and the call's latent input / output.
         attention_bytes: the ``L x L`` attention scores under SDPA's math kernel, else 0.
+        cache_bytes: cached reference keys/values (``ref_attention = cached``: the references are not
+            in ``tokens``; every block keeps their keys and values instead), else 0.
     """
 
     tokens: int
     batch: int
     activation_bytes: int
     attention_bytes: int
+    cache_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
-        return self.activation_bytes + self.attention_bytes
+        return self.activation_bytes + self.attention_bytes + self.cache_bytes
 
 
 def forward_memory(
-    cfg: WanConfig, tokens: int, batch: int, dtype: torch.dtype = torch.float32, math_attention: bool = False
+    cfg: WanConfig, tokens: int, batch: int, dtype: torch.dtype = torch.float32, math_attention: bool = False,
+    cached_tokens: int = 0,
 ) -> ForwardMemory:
-    """Estimate the peak activation memory of one forward of ``batch`` passes of ``tokens`` tokens each."""
+    """Estimate the peak activation memory of one forward of ``batch`` passes of ``tokens`` tokens each,
+    plus ``cached_tokens`` reference tokens held as keys/values in every block (cached references)."""
     elem = torch.empty((), dtype=dtype).element_size()
     attention_phase = ATTENTION_FLOATS_PER_DIM * cfg.dim * 4
     ffn_phase = FFN_FLOATS_PER_DIM * cfg.dim * 4 + FFN_HIDDEN_COPIES * cfg.ffn_dim * elem
     io = 2 * cfg.in_dim * math.prod(cfg.patch_size) * 4
     per_token = max(attention_phase, ffn_phase) + io
-    scores = 2 * cfg.num_heads * tokens * tokens * 4 if math_attention else 0
-    return ForwardMemory(tokens, batch, batch * tokens * per_token, batch * scores)
+    scores = 2 * cfg.num_heads * tokens * (tokens + cached_tokens) * 4 if math_attention else 0
+    cache = 2 * cfg.num_layers * cached_tokens * cfg.dim * elem
+    return ForwardMemory(tokens, batch, batch * tokens * per_token, batch * scores, batch * cache)
 
 
 def uses_math_attention(device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:

@@ -20,6 +20,11 @@ Defaults, and why:
   becomes the default whenever the adapter is loaded.
 * ``ref_timestep = same``: the reference tokens share the video's timestep, as Phantom-Wan (the
   base model MV-S2V fine-tunes from) was trained.
+* ``ref_attention = full``: every token attends to every token, as Phantom-Wan was trained.
+  ``cached`` (with ``ref_timestep = zero``) makes the reference tokens attend only to reference
+  tokens and skip the text: their keys and values are then the same at every sampling step, so
+  they are computed once per generation and cached per block (``docs/cached_references.md``). A
+  model trained with full attention runs it only as an approximation.
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ class EmptySlotMode(StrEnum):
     DROP = "drop"  # no tokens; the other slots keep their positions
 
 
+class RefAttention(StrEnum):
+    """What the reference tokens attend to (video tokens always attend to everything)."""
+
+    FULL = "full"  # every token (Phantom-Wan)
+    CACHED = "cached"  # reference tokens only, no text: keys/values computed once per generation
+
+
 class RefTimestep(StrEnum):
     """The timestep the reference tokens carry."""
 
@@ -73,6 +85,7 @@ DEFAULT_IDENTITY_GAP = 24.0
 DEFAULT_PLACEMENT = Placement.AFTER
 DEFAULT_EMPTY_SLOT_MODE = EmptySlotMode.GRAY
 DEFAULT_REF_TIMESTEP = RefTimestep.SAME
+DEFAULT_REF_ATTENTION = RefAttention.FULL
 
 # What each option is, for messages: "empty-slot mode 'x' is unknown: use one of proxy, gray, drop".
 _OPTION_HINTS: dict[type, str] = {
@@ -80,6 +93,7 @@ _OPTION_HINTS: dict[type, str] = {
     Placement: "after = references follow the video on the t axis, before = they precede it at negative t",
     EmptySlotMode: "proxy = the adapter's learned vector, gray = a mid-gray image, drop = no tokens",
     RefTimestep: "same = the video's timestep, zero = clean references at t = 0",
+    RefAttention: "full = references attend to every token, cached = references attend to references only",
 }
 
 E = TypeVar("E", bound=StrEnum)
@@ -224,12 +238,14 @@ class ReferenceSettings:
         scheme: the :class:`PositionScheme`.
         empty_slot_mode: :class:`EmptySlotMode`.
         ref_timestep: :class:`RefTimestep`.
+        ref_attention: :class:`RefAttention` (``cached`` needs ``ref_timestep = zero``).
     """
 
     slots_per_subject: int = DEFAULT_SLOTS_PER_SUBJECT
     scheme: PositionScheme = field(default_factory=PositionScheme)
     empty_slot_mode: EmptySlotMode = DEFAULT_EMPTY_SLOT_MODE
     ref_timestep: RefTimestep = DEFAULT_REF_TIMESTEP
+    ref_attention: RefAttention = DEFAULT_REF_ATTENTION
 
     def __post_init__(self) -> None:
         _check_slots(self.slots_per_subject)
@@ -243,6 +259,16 @@ class ReferenceSettings:
         object.__setattr__(self, "scheme", scheme)
         object.__setattr__(self, "empty_slot_mode", parse_option(EmptySlotMode, self.empty_slot_mode, "empty-slot mode"))
         object.__setattr__(self, "ref_timestep", parse_option(RefTimestep, self.ref_timestep, "reference timestep mode"))
+        object.__setattr__(self, "ref_attention", parse_option(RefAttention, self.ref_attention,
+                                                               "reference attention mode"))
+        if self.ref_attention == RefAttention.CACHED and self.ref_timestep != RefTimestep.ZERO:
+            raise MVS2VError("cached references run at timestep 0 (their keys and values must not change between "
+                             "steps): set the reference timestep to 'zero', or use reference attention 'full'")
+
+    @property
+    def cached(self) -> bool:
+        """Whether reference keys/values are computed once and reused (``ref_attention = cached``)."""
+        return self.ref_attention == RefAttention.CACHED
 
     def with_overrides(self, **overrides: Any) -> "ReferenceSettings":
         """These settings with the given fields replaced; ``None`` means "keep".
@@ -267,9 +293,14 @@ class ReferenceSettings:
         return dataclasses.replace(self, scheme=scheme, **given)
 
     def to_dict(self) -> dict:
-        """Plain JSON types; the adapter metadata stores these four keys at its top level."""
-        return {"slots_per_subject": self.slots_per_subject, "position_scheme": self.scheme.to_dict(),
-                "empty_slot_mode": self.empty_slot_mode.value, "ref_timestep": self.ref_timestep.value}
+        """Plain JSON types; the adapter metadata stores these keys at its top level. ``ref_attention``
+        is written only when it is not ``full``, so adapters and training fingerprints made before the
+        cached mode existed stay byte for byte what they were."""
+        d = {"slots_per_subject": self.slots_per_subject, "position_scheme": self.scheme.to_dict(),
+             "empty_slot_mode": self.empty_slot_mode.value, "ref_timestep": self.ref_timestep.value}
+        if self.ref_attention != RefAttention.FULL:
+            d["ref_attention"] = self.ref_attention.value
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ReferenceSettings":
@@ -281,7 +312,7 @@ class ReferenceSettings:
             kw["slots_per_subject"] = d["slots_per_subject"]
         if "position_scheme" in d:
             kw["scheme"] = PositionScheme.from_dict(d["position_scheme"])
-        for key in ("empty_slot_mode", "ref_timestep"):
+        for key in ("empty_slot_mode", "ref_timestep", "ref_attention"):
             if key in d:
                 kw[key] = d[key]
         return cls(**kw)
@@ -289,12 +320,13 @@ class ReferenceSettings:
     def describe(self) -> str:
         """One line for logs and messages."""
         return (f"{self.slots_per_subject} slots per subject, scheme {self.scheme.describe()}, "
-                f"empty slots {self.empty_slot_mode.value}, reference timestep {self.ref_timestep.value}")
+                f"empty slots {self.empty_slot_mode.value}, reference timestep {self.ref_timestep.value}"
+                + (f", reference attention {self.ref_attention.value}" if self.cached else ""))
 
 
 __all__ = [
-    "SchemeName", "Placement", "EmptySlotMode", "RefTimestep", "PositionScheme", "ReferenceSettings",
+    "SchemeName", "Placement", "EmptySlotMode", "RefTimestep", "RefAttention", "PositionScheme", "ReferenceSettings",
     "parse_option", "option_values", "DEFAULT_SLOTS_PER_SUBJECT", "MAX_SLOTS_PER_SUBJECT", "DEFAULT_SCHEME",
     "DEFAULT_GAP", "DEFAULT_REF_GAP", "DEFAULT_IDENTITY_GAP", "DEFAULT_PLACEMENT", "DEFAULT_EMPTY_SLOT_MODE",
-    "DEFAULT_REF_TIMESTEP",
+    "DEFAULT_REF_TIMESTEP", "DEFAULT_REF_ATTENTION",
 ]

@@ -181,12 +181,15 @@ class ReferenceTokenPlan:
         """``[L, 3]`` float32 ``(t, h, w)`` rows: the video's, then every kept slot's."""
         return build_position_ids(self.grid, self.layout, self.settings.scheme, self.settings.empty_slot_mode, device)
 
-    def fill_proxies(self, tokens: torch.Tensor, proxy_tokens: torch.Tensor | None) -> torch.Tensor:
+    def fill_proxies(self, tokens: torch.Tensor, proxy_tokens: torch.Tensor | None,
+                     start: int | None = None) -> torch.Tensor:
         """Put each empty slot's proxy vector over that slot's whole ``H*W`` token grid.
 
         Args:
-            tokens: ``[B, L, dim]``, the whole sequence (video first) after patch embedding.
+            tokens: ``[B, L, dim]``, the whole sequence (video first) after patch embedding, or the
+                reference tokens alone with ``start = 0``.
             proxy_tokens: ``[K, dim]``; needed when :attr:`proxy_fill` is not empty.
+            start: where the first kept slot's tokens begin in ``tokens`` (default: after the video).
 
         Returns:
             ``tokens`` itself when nothing is filled, else a new tensor (differentiable in both).
@@ -200,13 +203,14 @@ class ReferenceTokenPlan:
         if proxy_tokens is None:
             raise MVS2VError("empty slots need proxy tokens under the 'proxy' mode, but none were given")
         n = self.tokens_per_frame
+        first = self.num_video_tokens if start is None else int(start)
         proxy = proxy_tokens.to(device=tokens.device, dtype=tokens.dtype)
         out = tokens.clone()
         for b, fill in enumerate(fills):
             rows = slice(b, b + 1) if per_sample else slice(None)
             for pos, view in fill:
-                start = self.num_video_tokens + pos * n
-                out[rows, start : start + n] = proxy[view]  # broadcast over the rows and the slot's n tokens
+                at = first + pos * n
+                out[rows, at : at + n] = proxy[view]  # broadcast over the rows and the slot's n tokens
         return out
 
     def timesteps(self, timestep: torch.Tensor) -> torch.Tensor:

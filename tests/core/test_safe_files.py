@@ -44,6 +44,21 @@ def test_safetensors_and_missing_files_pass(tmp_path: Path) -> None:
     assert pickle_reason(tmp_path / "tiny.safetensors") is None
 
 
+@pytest.mark.parametrize("protocol_byte", [2, 3, 4, 5])
+def test_safetensors_whose_header_length_looks_like_a_pickle_protocol_pass(tmp_path: Path, protocol_byte: int) -> None:
+    """A JSON header of 0x0N80 bytes makes the file start ``80 0N`` (a real adapter hit 896 = 0x0380)."""
+    want = protocol_byte * 256 + 0x80
+    path = tmp_path / "adapter.safetensors"
+    for pad in range(want):  # grow the metadata until the header has exactly that length
+        save_file({"w": torch.zeros(2)}, str(path), metadata={"m": "x" * pad})
+        if int.from_bytes(path.read_bytes()[:8], "little") == want:
+            break
+    head = path.read_bytes()[:2]
+    assert head == bytes([0x80, protocol_byte])
+    assert pickle_reason(path) is None
+    refuse_pickle(path)
+
+
 def test_folder_with_only_pickle_weights(tmp_path: Path) -> None:
     refuse_pickle_folder(tmp_path)   # empty: nothing to refuse
     (tmp_path / "config.json").write_text("{}")

@@ -29,9 +29,10 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, Va
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.references.layout import parse_view_label
 from mvs2v_core.references.settings import (DEFAULT_EMPTY_SLOT_MODE, DEFAULT_GAP, DEFAULT_IDENTITY_GAP,
-                                            DEFAULT_PLACEMENT, DEFAULT_REF_GAP, DEFAULT_REF_TIMESTEP, DEFAULT_SCHEME,
-                                            DEFAULT_SLOTS_PER_SUBJECT, EmptySlotMode, Placement, PositionScheme,
-                                            ReferenceSettings, RefTimestep, SchemeName)
+                                            DEFAULT_PLACEMENT, DEFAULT_REF_ATTENTION, DEFAULT_REF_GAP,
+                                            DEFAULT_REF_TIMESTEP, DEFAULT_SCHEME, DEFAULT_SLOTS_PER_SUBJECT,
+                                            EmptySlotMode, Placement, PositionScheme, RefAttention,
+                                            ReferenceSettings, RefTimestep, SchemeName, parse_option)
 from mvs2v_core.sampling.solvers import SOLVERS
 
 if sys.version_info >= (3, 11):
@@ -122,6 +123,7 @@ _THROUGH_CONTRACT: dict[str, Callable[[Any], Any]] = {
     "placement": lambda v: PositionScheme(placement=v).placement,
     "empty_slot_mode": lambda v: ReferenceSettings(empty_slot_mode=v).empty_slot_mode,
     "ref_timestep": lambda v: ReferenceSettings(ref_timestep=v).ref_timestep,
+    "ref_attention": lambda v: parse_option(RefAttention, v, "reference attention mode"),
 }
 
 
@@ -141,8 +143,9 @@ class ReferencesSection(_Table):
     placement: Placement = DEFAULT_PLACEMENT
     empty_slot_mode: EmptySlotMode = DEFAULT_EMPTY_SLOT_MODE
     ref_timestep: RefTimestep = DEFAULT_REF_TIMESTEP
+    ref_attention: RefAttention = DEFAULT_REF_ATTENTION
 
-    @field_validator("scheme", "placement", "empty_slot_mode", "ref_timestep", mode="before")
+    @field_validator("scheme", "placement", "empty_slot_mode", "ref_timestep", "ref_attention", mode="before")
     @classmethod
     def _parse_option(cls, value: Any, info: ValidationInfo) -> Any:
         """Options are parsed by the contract (its messages list the allowed values and their meaning)."""
@@ -166,7 +169,8 @@ class ReferencesSection(_Table):
 
     def settings(self) -> ReferenceSettings:
         """The table as the one reference-settings type that inference and the adapter use."""
-        return ReferenceSettings(self.slots_per_subject, self.position_scheme(), self.empty_slot_mode, self.ref_timestep)
+        return ReferenceSettings(self.slots_per_subject, self.position_scheme(), self.empty_slot_mode, self.ref_timestep,
+                                 self.ref_attention)
 
 
 def _contract_value(key: str, value: Any) -> Any:
@@ -569,6 +573,8 @@ class TrainConfig(_Table):
         for k in ("checkpoint", "logging", "validation"):
             d.pop(k, None)
         d["train"].pop("output_dir", None)
+        if d["references"].get("ref_attention") == RefAttention.FULL.value:
+            del d["references"]["ref_attention"]  # the default: runs started before the option existed resume
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
