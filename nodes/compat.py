@@ -13,6 +13,21 @@ scripts/comfyui_tests.sh; one environment for both versions, Python 3.11, CPU wi
 What is used, and why it is public enough to rely on:
     * ``ModelPatcher.clone()``, ``add_wrapper_with_key`` / ``remove_wrappers_with_key`` with
       ``WrappersMP.DIFFUSION_MODEL`` (the wrapper gets ``executor.class_obj`` = the ``WanModel``);
+    * ``WrappersMP.PREPARE_SAMPLING`` (the hook ComfyUI's own context windows use for the same job):
+      ``sampler_helpers.prepare_sampling(model, noise_shape, conds, model_options=...)`` runs its
+      wrappers around ``_prepare_sampling``, whose only use of ``noise_shape`` is
+      ``estimate_memory`` -> ``BaseModel.memory_required([2B, C, T, H, W] and [B, ...])``, linear in
+      ``B * T * H * W`` (Wan declares no ``memory_usage_factor_conds``, so a conditioning cannot add
+      to it); the result goes to ``load_models_gpu`` as ``memory_required`` /
+      ``minimum_memory_required`` (both versions). ``model_options`` is the guider's copy, which
+      ``inner_sample`` clones into every model call's ``transformer_options`` afterwards (as it does
+      with ``sample_sigmas``);
+    * context windows (``comfy/context_windows.py``, both versions): ``model_options["context_handler"]``
+      (an ``IndexListContextHandler``: ``dim``, ``context_length`` in latent frames, and in 0.33.0
+      ``causal_window_fix``, which gives every window but the first the frame before it as an extra
+      leading frame); ComfyUI's own PREPARE_SAMPLING wrapper clamps ``noise_shape[dim]`` to
+      ``context_length``; each window's model call gets the window's frames with positions from 0
+      and ``transformer_options["context_window"]`` (set only when the video is windowed);
     * ``transformer_options["patches_replace"]["dit"][("double_block", i)]`` block replacements,
       which ``WanModel.forward_orig`` calls with ``{"img", "txt", "vec", "pe", "transformer_options"}``
       and ``{"original_block"}`` (identical in both versions);
@@ -61,6 +76,7 @@ from comfy.ldm.wan.model import WanModel
 
 from ..mvs2v_core.errors import MVS2VError
 from ..mvs2v_core.model.config import WanConfig
+from .patch import WINDOW_FRAMES_KEY, shape_with_references
 
 CHECKED_COMFYUI_VERSIONS = ("0.3.64", "0.33.0")
 
@@ -171,12 +187,57 @@ def load_wan_state_dict(state_dict: dict[str, torch.Tensor], dtype: torch.dtype 
     return model
 
 
-def set_reference_wrapper(model_patcher: Any, wrapper: Callable) -> Any:
-    """A clone of the MODEL with ``wrapper`` as its MV-S2V DIFFUSION_MODEL wrapper (replacing an older one)."""
+def set_reference_wrapper(model_patcher: Any, wrapper: Callable, reference_frames: int = 0) -> Any:
+    """A clone of the MODEL with ``wrapper`` as its MV-S2V DIFFUSION_MODEL wrapper (replacing an older one).
+
+    With ``reference_frames`` (latent frames the wrapper appends to every call) it also gets a
+    PREPARE_SAMPLING wrapper, :class:`ReferencePlanning`, so ComfyUI's memory estimate counts them.
+    """
+    wrappers = comfy.patcher_extension.WrappersMP
     m = model_patcher.clone()
-    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, wrapper)
+    m.remove_wrappers_with_key(wrappers.DIFFUSION_MODEL, WRAPPER_KEY)
+    m.remove_wrappers_with_key(wrappers.PREPARE_SAMPLING, WRAPPER_KEY)
+    m.add_wrapper_with_key(wrappers.DIFFUSION_MODEL, WRAPPER_KEY, wrapper)
+    if reference_frames > 0:
+        m.add_wrapper_with_key(wrappers.PREPARE_SAMPLING, WRAPPER_KEY, ReferencePlanning(reference_frames))
     return m
+
+
+def time_windows(model_options: dict) -> tuple[int, int] | None:
+    """``(window frames ComfyUI's estimate counts, most latent frames a window call gets)`` when a context
+    handler windows the time axis of a Wan latent ``[B, C, T, H, W]`` (dim 2), else None."""
+    handler = model_options.get("context_handler")
+    length = getattr(handler, "context_length", None)
+    if handler is None or getattr(handler, "dim", None) != 2 or not isinstance(length, int) or length < 1:
+        return None  # no windows, windows over another axis, or another pack's handler
+    anchor = bool(getattr(handler, "causal_window_fix", False))  # 0.33.0; 0.3.64 has no leading frame
+    return length, length + int(anchor)
+
+
+class ReferencePlanning:
+    """PREPARE_SAMPLING wrapper: ComfyUI plans memory and context windows knowing the references.
+
+    * the memory estimate ComfyUI loads / offloads the model by counts the ``reference_frames`` latent
+      frames every model call appends (see ``patch.shape_with_references``);
+    * under context windows over time, it writes the most latent frames one window call gets into
+      ``transformer_options[WINDOW_FRAMES_KEY]``, where the DIFFUSION_MODEL wrapper finds it on every
+      call and places the references after that many frames in every window.
+    """
+
+    def __init__(self, reference_frames: int) -> None:
+        self.reference_frames = int(reference_frames)
+
+    def __call__(self, executor: Any, model: Any, noise_shape: Any, conds: Any, *args: Any, **kwargs: Any) -> Any:
+        model_options = kwargs.get("model_options", args[0] if args else None) or {}
+        windows = time_windows(model_options)
+        window_frames = None
+        if windows is not None and len(noise_shape) == 5:
+            # Written whether or not this video is long enough for windows: ComfyUI's own wrapper may
+            # already have cut noise_shape to one window. The patch uses it only in windowed calls.
+            window_frames = windows[0]
+            model_options.setdefault("transformer_options", {})[WINDOW_FRAMES_KEY] = windows[1]
+        shape = shape_with_references(noise_shape, self.reference_frames, window_frames)
+        return executor(model, shape, conds, *args, **kwargs)
 
 
 def reference_wrappers(model_patcher: Any) -> list:

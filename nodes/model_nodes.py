@@ -138,7 +138,7 @@ class ApplyMVS2V(io.ComfyNode):
             proxy = adapter.proxy_tokens
         latents = compat.process_latent_in(model, refs.latents.clone())
         injection = ReferenceInjection(latents, refs.layout, settings, proxy)
-        return io.NodeOutput(compat.set_reference_wrapper(model, injection))
+        return io.NodeOutput(compat.set_reference_wrapper(model, injection, len(injection.kept)))
 
 
 class MFIEncode(io.ComfyNode):

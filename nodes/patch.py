@@ -17,6 +17,12 @@ Per model call the wrapper
 
 So the computation is the one of ``mvs2v_core.model.transformer.WanDiT.forward`` with references,
 run by ComfyUI's modules (attention backends, weight casting, LoRA patches, offloading).
+
+Under ComfyUI's context windows each model call sees one window of the video (its positions start
+at 0, as ComfyUI's own Wan model gives them) and every reference slot; the references are placed
+as if the video had ``WINDOW_FRAMES_KEY`` frames (the most frames any window call gets, written
+into ``transformer_options`` by the PREPARE_SAMPLING wrapper in ``compat.py``), so every window
+sees them at the same positions. Without that key they follow the call's own video, as before.
 """
 
 from __future__ import annotations
@@ -32,6 +38,34 @@ from ..mvs2v_core.references.settings import ReferenceSettings
 from ..mvs2v_core.references.tokens import ReferenceTokenPlan, check_proxy_tokens
 
 REF_GATE_KEY = "mvs2v_ref_gate"
+WINDOW_FRAMES_KEY = "mvs2v_window_frames"
+"""``transformer_options`` key: the latent frames the reference positions count as the video under
+context windows (the longest window call), so every window places the references alike."""
+CONTEXT_WINDOW_KEY = "context_window"
+"""ComfyUI's ``transformer_options`` key holding the current window; present only in windowed calls."""
+
+
+def shape_with_references(noise_shape: Any, ref_frames: int, window_frames: int | None = None) -> list:
+    """The noise shape ComfyUI's memory estimate should see: the video plus ``ref_frames`` latent frames.
+
+    ComfyUI's estimate (``BaseModel.memory_required``) is linear in ``batch * frames * height * width``
+    of this shape. Without context windows the references simply become extra frames on the time
+    axis. With a context handler that windows the time axis (``window_frames`` = its window length),
+    ComfyUI's own PREPARE_SAMPLING wrapper cuts the time axis down to the window, before or after this
+    one depending on node order, which would drop extra frames put there; so the references are
+    counted on the batch axis instead, as the factor ``(frames + ref_frames) / frames`` with the
+    frames one window call gets. Either way the estimate grows by exactly the reference tokens.
+    Shapes other than a 5-D video latent are returned unchanged.
+    """
+    shape = list(noise_shape)
+    if ref_frames <= 0 or len(shape) != 5 or shape[2] <= 0:
+        return shape
+    if window_frames is None:
+        shape[2] = shape[2] + ref_frames
+        return shape
+    frames = min(int(shape[2]), int(window_frames))
+    shape[0] = shape[0] * (frames + ref_frames) / frames
+    return shape
 
 
 class ReferenceInjection:
@@ -56,6 +90,9 @@ class ReferenceInjection:
                 f"reference latents {tuple(latents.shape)} do not hold one frame per slot ({layout.num_slots} slots)"
             )
         check_proxy_tokens(layout, settings, proxy_tokens, "connect MV-S2V Load Adapter")
+        if settings.cached:  # refuse rather than run full attention under a cached-mode adapter's name
+            raise MVS2VError("cached references (reference attention 'cached') do not run in ComfyUI yet: generate "
+                             "with the mvs2v CLI, or use an adapter trained with full reference attention")
         self.layout = layout
         self.settings = settings
         self.kept = layout.kept_slots(settings.empty_slot_mode)
@@ -65,8 +102,12 @@ class ReferenceInjection:
         self._freqs: torch.Tensor | None = None
 
     # ---- pieces --------------------------------------------------------------------------------
-    def position_ids(self, plan: ReferenceTokenPlan, transformer_options: dict) -> torch.Tensor:
+    def position_ids(self, plan: ReferenceTokenPlan, transformer_options: dict,
+                     ref_plan: ReferenceTokenPlan | None = None) -> torch.Tensor:
+        """The plan's ids; with ``ref_plan`` (same slots, a longer video) the reference rows come from it."""
         ids = plan.position_ids()
+        if ref_plan is not None and ref_plan.grid != plan.grid:
+            ids = torch.cat([ids[: plan.num_video_tokens], ref_plan.position_ids()[ref_plan.num_video_tokens :]])
         rope = transformer_options.get("rope_options")
         if rope:  # ModelPatcher.set_model_rope_options (2026): the same scale/shift on every token
             scale = torch.tensor([rope.get("scale_t", 1.0), rope.get("scale_y", 1.0), rope.get("scale_x", 1.0)])
@@ -74,15 +115,32 @@ class ReferenceInjection:
             ids = ids * scale + shift
         return ids
 
-    def freqs(self, model: Any, plan: ReferenceTokenPlan, device: torch.device, transformer_options: dict) -> torch.Tensor:
+    def freqs(self, model: Any, plan: ReferenceTokenPlan, device: torch.device, transformer_options: dict,
+              ref_plan: ReferenceTokenPlan | None = None) -> torch.Tensor:
         """The model's own ``rope_embedder`` over the plan's position ids, cached per grid."""
         rope = transformer_options.get("rope_options")
-        key = (plan.grid, str(device), tuple(sorted(rope.items())) if rope else None)
+        ref_grid = ref_plan.grid if ref_plan is not None else None
+        key = (plan.grid, ref_grid, str(device), tuple(sorted(rope.items())) if rope else None)
         if key != self._freqs_key or self._freqs is None:
-            ids = self.position_ids(plan, transformer_options).to(device)
+            ids = self.position_ids(plan, transformer_options, ref_plan).to(device)
             self._freqs = model.rope_embedder(ids[None]).movedim(1, 2)
             self._freqs_key = key
         return self._freqs
+
+    def window_reference_plan(self, grid: tuple[int, int, int], pt: int,
+                              transformer_options: dict) -> ReferenceTokenPlan | None:
+        """Under context windows: the plan whose reference rows every window shares, else None.
+
+        The window's own video keeps ``grid`` (positions from 0, timesteps and tokens per window); only
+        the reference positions are taken as if the video had the longest window's frames, so they do
+        not move between a window that starts the video and one that gets ComfyUI's extra leading frame,
+        or a shorter last window.
+        """
+        frames = transformer_options.get(WINDOW_FRAMES_KEY)
+        if not frames or transformer_options.get(CONTEXT_WINDOW_KEY) is None:
+            return None  # not a windowed call: the references follow this call's whole video
+        basis = max(grid[0], math.ceil(int(frames) / pt))
+        return ReferenceTokenPlan.build((basis, grid[1], grid[2]), self.layout, self.settings)
 
     def _block_patches(self, transformer_options: dict, num_blocks: int, freqs: torch.Tensor,
                        plan: ReferenceTokenPlan) -> dict:
@@ -137,6 +195,9 @@ class ReferenceInjection:
                 f"are not supported"
             )
         if tuple(refs.shape[-2:]) != (h, w):
+            if getattr(transformer_options.get(CONTEXT_WINDOW_KEY), "dim", 2) in (3, 4):
+                raise MVS2VError("context windows over the height or width (dim 3 / 4) cut the video but not the "
+                                 "references: window the frames (dim 2, Wan Context Windows) with MV-S2V")
             raise MVS2VError(
                 f"the reference latents are {refs.shape[-1]}x{refs.shape[-2]} but the video latent is {w}x{h}: set "
                 f"MV-S2V Encode References to the video's width and height"
@@ -150,7 +211,8 @@ class ReferenceInjection:
         pt, ph, pw = model.patch_size
         grid = (math.ceil(f / pt), math.ceil(h / ph), math.ceil(w / pw))
         plan = ReferenceTokenPlan.build(grid, self.layout, self.settings)
-        freqs = self.freqs(model, plan, x.device, transformer_options)
+        ref_plan = self.window_reference_plan(grid, pt, transformer_options)
+        freqs = self.freqs(model, plan, x.device, transformer_options, ref_plan)
         opts = self._block_patches(transformer_options, len(model.blocks), freqs, plan)
         return executor(x, plan.timesteps(timestep), context, clip_fea, refs, opts, **kwargs)
 

@@ -125,6 +125,31 @@ def four_view_prompt_nodes(size: int, frames: int) -> dict:
     p["b3"] = {"class_type": "ImageBatch", "inputs": {"image1": ["b2", 0], "image2": ["img_right", 0]}}
     return p
 
+def second_subject_nodes(p: dict) -> list:
+    """Adds the ball's four example views ("imgb_<view>") and their batch ("bb3") to prompt ``p``; returns
+    an MV-S2V Subject node output for it ("subject_ball")."""
+    for v in ("front", "left", "back", "right"):
+        p[f"imgb_{v}"] = {"class_type": "LoadImage", "inputs": {"image": f"mvs2v_example_b_{v}.png"}}
+    p["bb1"] = {"class_type": "ImageBatch", "inputs": {"image1": ["imgb_front", 0], "image2": ["imgb_left", 0]}}
+    p["bb2"] = {"class_type": "ImageBatch", "inputs": {"image1": ["bb1", 0], "image2": ["imgb_back", 0]}}
+    p["bb3"] = {"class_type": "ImageBatch", "inputs": {"image1": ["bb2", 0], "image2": ["imgb_right", 0]}}
+    p["subject_ball"] = {"class_type": "MVS2VSubject", "inputs": {"images": ["bb3", 0], "name": "ball", "view_labels": "front,left,back,right", "frontal_view": -1}}
+    return ["subject_ball", 0]
+
+
+def wan_context_windows_inputs(server: "ComfyServer", model: list, length: int, overlap: int, schedule: str) -> dict:
+    """Inputs of ComfyUI's WanContextWindowsManual (both versions; lengths in video frames, 4n + 1): the
+    given ones, fuse method pyramid, FreeNoise off, and every other input at this version's default."""
+    spec = server.get("/object_info/WanContextWindowsManual")["WanContextWindowsManual"]["input"]
+    inputs = {"model": model, "context_length": length, "context_overlap": overlap, "context_schedule": schedule,
+              "fuse_method": "pyramid", "freenoise": False}
+    for name, entry in {**spec.get("required", {}), **spec.get("optional", {})}.items():
+        if name not in inputs and len(entry) > 1 and isinstance(entry[1], dict) and "default" in entry[1]:
+            inputs[name] = entry[1]["default"]
+    known = {**spec.get("required", {}), **spec.get("optional", {})}
+    return {k: v for k, v in inputs.items() if k in known}
+
+
 def write_reference_images(input_dir: Path, size: int) -> None:
     from mvs2v_toy.demo import draw_view
 

@@ -7,7 +7,8 @@ model and the VAE still come from files through ComfyUI's own loaders.
 
 Two probes let tests look inside a run: one logs every call of a MODEL's first transformer block
 (which expert, at which sigma, with how many tokens), one saves what a sampler is given in the
-model's own latent space, so a test can redo the sampling outside ComfyUI.
+model's own latent space, so a test can redo the sampling outside ComfyUI. ``planning_probes.py``
+adds two more: ComfyUI's memory estimate per sampling, and what each context-window call receives.
 """
 
 from __future__ import annotations
@@ -150,9 +151,12 @@ class TestSaveSamplingInputs:
         return {"ui": {"tensors": [{"filename": name + ".safetensors", "subfolder": subfolder, "type": "output"}]}}
 
 
+from .planning_probes import NODE_CLASS_MAPPINGS as PLANNING_PROBES  # noqa: E402 - the probes of the planning tests
+
 NODE_CLASS_MAPPINGS = {
     "MVS2VTest_TextConditioning": TestTextConditioning,
     "MVS2VTest_TinyClipVision": TestTinyClipVision,
     "MVS2VTest_RecordCalls": TestRecordCalls,
     "MVS2VTest_SaveSamplingInputs": TestSaveSamplingInputs,
+    **PLANNING_PROBES,
 }
