@@ -2,9 +2,10 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_dit.py            # full run, about 4 minutes on 2 idle cores
-    .venv/bin/python benchmarks/bench_dit.py --quick    # tiny shapes, 10-15 s (smoke test)
+    .venv/bin/python benchmarks/bench_dit.py            # full run, about 6 minutes on 2 idle cores
+    .venv/bin/python benchmarks/bench_dit.py --quick    # tiny shapes, every section, 15-25 s (smoke test)
     .venv/bin/python benchmarks/bench_dit.py --only speed --only refs --repeats 16 --json out.json
+    .venv/bin/python benchmarks/bench_dit.py --only cached   # (d) alone
 
 Sections (all float32, ``torch.inference_mode()``, batch 1, random weights, 1 torch thread unless
 ``--threads``):
@@ -21,6 +22,13 @@ Sections (all float32, ``torch.inference_mode()``, batch 1, random weights, 1 to
 (c) peak memory of one forward at N and 2N tokens, each measured in a fresh subprocess, with the
     default SDPA kernel selection and, as a control that the method does detect quadratic growth,
     with the SDPA ``math`` kernel forced (full run only).
+(d) cached references (``ref_attention="cached"``, ``ref_timestep="zero"``): on the mid model with
+    a 13x16x16 latent (832 video tokens, as (b)'s refs case) and 2 subjects x 4 slots (512 reference
+    tokens), a plain forward (no refs), its A/A copy, a full-attention reference forward, a cached
+    reference forward with the cache precomputed (what every sampling step costs; target <= 1.05x
+    plain) and the one-off ``WanDiT.reference_cache`` (per generation), timed interleaved. Then the
+    allocator peak of one forward (fresh subprocess each, as (c)) for plain, cached (+ the resident
+    cache) and full, with 1 and 2 subjects: growth over plain should be the cache bytes.
 
 Timings alternate the compared forwards within each round (the order rotates from round to
 round) so background load hits every side alike; every comparison includes an A/A control (a
@@ -51,6 +59,7 @@ import torch
 
 from mvs2v_core.model.config import WanConfig
 from mvs2v_core.model.transformer import WanDiT
+from mvs2v_core.pipeline.memory import forward_memory
 from mvs2v_core.references.conditioning import ReferenceConditioning
 from mvs2v_core.references.layout import ReferenceLayout
 from mvs2v_core.references.settings import PositionScheme, ReferenceSettings
@@ -92,6 +101,8 @@ FULL = {
     "refs": Case("mid", MID, (13, 16, 16)),  # 13 video frames + 8 slots = 21 latent frames
     "memory": Case("mid", MID, (4, 32, 32)),  # N = 1024 tokens, 2N = 2048
     "memory_kernels": ("default", "math"),
+    "cached": Case("mid", MID, (13, 16, 16)),  # 832 video tokens, as (b)'s refs case; + 512 reference tokens
+    "cached_memory": Case("mid", MID, (13, 16, 16)),
     "repeats": 12,
 }
 QUICK = {
@@ -100,6 +111,8 @@ QUICK = {
     "refs": Case("tiny", TINY, (2, 8, 8)),
     "memory": Case("tiny", TINY, (2, 16, 16)),
     "memory_kernels": ("default",),
+    "cached": Case("tiny", TINY, (2, 8, 8)),
+    "cached_memory": Case("tiny", TINY, (2, 8, 8)),
     "repeats": 3,
 }
 
@@ -219,14 +232,21 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     print(flush=True)
 
 
-def reference_conditioning(case: Case, ref_timestep: str) -> ReferenceConditioning:
-    """2 subjects x 4 slots: subject 1 has front + back, subject 2 front + left + right (3 empty)."""
-    layout = ReferenceLayout.build([["front", "back"], ["front", "left", "right"]], slots_per_subject=4)
+SUBJECT_VIEWS = (["front", "back"], ["front", "left", "right"])
+
+
+def reference_conditioning(case: Case, ref_timestep: str, subjects: int = 2,
+                           ref_attention: str = "full") -> ReferenceConditioning:
+    """``subjects`` x 4 slots: subject 1 has front + back, subject 2 front + left + right (3 empty of 8).
+
+    Proxy mode, so every slot (filled or empty) makes ``h*w/4`` tokens. Latents ``[1, C, 4*subjects, h, w]``.
+    """
+    layout = ReferenceLayout.build(list(SUBJECT_VIEWS[:subjects]), slots_per_subject=4)
     _, h, w = case.latent
     g = torch.Generator().manual_seed(1)
     latents = torch.randn(1, case.cfg.in_dim, layout.num_slots, h, w, generator=g)
     proxy = torch.randn(layout.slots_per_subject, case.cfg.dim, generator=g)
-    settings = ReferenceSettings(layout.slots_per_subject, PositionScheme("ts"), "proxy", ref_timestep)
+    settings = ReferenceSettings(layout.slots_per_subject, PositionScheme("ts"), "proxy", ref_timestep, ref_attention)
     return ReferenceConditioning(latents, layout, settings, proxy_tokens=proxy)
 
 
@@ -386,49 +406,40 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def memory_child(spec: dict) -> dict:
-    """Run in a fresh process: peak memory of one forward above the post-setup baseline."""
-    torch.set_num_threads(spec["threads"])
-    case = Case("mem", WanConfig.from_dict(spec["cfg"]), tuple(spec["latent"]))  # type: ignore[arg-type]
-    model = make_ours(case.cfg)
-    x, t, ctx = make_inputs(case)
-    small, _, _ = make_inputs(case, frames=1)
+def _sdpa_context(sdpa: str) -> contextlib.ExitStack:
+    """``inference_mode`` plus, for ``sdpa == "math"``, the SDPA math kernel forced."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode())
+    if sdpa == "math":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    def ctx_mgr() -> contextlib.ExitStack:
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.inference_mode())
-        if spec["sdpa"] == "math":
-            from torch.nn.attention import SDPBackend, sdpa_kernel
+        stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+    return stack
 
-            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
-        return stack
 
-    with ctx_mgr():
-        model(small, t, ctx)  # warm-up at 1 frame: one-off library allocations happen here, not below
-    gc.collect()
-    out: dict = {"tokens": case.tokens}
-
-    # Method 1: process peak RSS above the baseline just before the forward.
+def _peak_rss_mb(fn: Callable[[], object], sdpa: str) -> tuple[float, str]:
+    """Process peak RSS during ``fn()`` above the RSS just before it (MB), and the method used."""
     if _reset_peak_rss():
         base_kb = _rss_kb("VmRSS")
-        with ctx_mgr():
-            model(x, t, ctx)
-        peak_kb = _rss_kb("VmHWM")
-        out["rss_method"] = "VmHWM (reset via /proc/self/clear_refs)"
+        with _sdpa_context(sdpa):
+            fn()
+        peak_kb, method = _rss_kb("VmHWM"), "VmHWM (reset via /proc/self/clear_refs)"
     else:  # ru_maxrss cannot be reset: only valid when the forward is the process's largest peak
         base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        with ctx_mgr():
-            model(x, t, ctx)
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        out["rss_method"] = "ru_maxrss"
-    out["rss_mb"] = (peak_kb - base_kb) / 1024 if base_kb is not None and peak_kb is not None else float("nan")
-    gc.collect()
+        with _sdpa_context(sdpa):
+            fn()
+        peak_kb, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
+    mb = (peak_kb - base_kb) / 1024 if base_kb is not None and peak_kb is not None else float("nan")
+    return mb, method
 
-    # Method 2: the CPU allocator's own count (profiler memory events) during one forward.
+
+def _allocator_peak_mb(fn: Callable[[], object], sdpa: str) -> float:
+    """Peak bytes held by the PyTorch CPU allocator during ``fn()`` above what was held before (MB):
+    the largest "Total Allocated" of the profiler's ``[memory]`` events."""
     from torch.profiler import ProfilerActivity, profile
 
-    with ctx_mgr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        model(x, t, ctx)
+    with _sdpa_context(sdpa), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
     fd, path = tempfile.mkstemp(suffix=".json")
     os.close(fd)
     try:
@@ -438,12 +449,58 @@ def memory_child(spec: dict) -> dict:
     finally:
         os.unlink(path)
     totals = [e["args"]["Total Allocated"] for e in events if e.get("name") == "[memory]"]
-    out["alloc_mb"] = max(totals) / MB if totals else float("nan")
+    return max(totals) / MB if totals else float("nan")
+
+
+def _child_forward(spec: dict, model: WanDiT, case: Case, out: dict) -> tuple[Callable, Callable]:
+    """``(warm-up forward at 1 latent frame, measured forward)`` for ``spec["refs"]``:
+    ``{"mode": "plain" | "full" | "cached", "subjects": n}`` (absent: plain). Under ``cached`` the
+    cache of the measured grid is computed here, before any measurement, so it is resident (not part
+    of the forward's peak): ``out`` gets its size, and the peak of computing it."""
+    x, t, ctx = make_inputs(case)
+    small, _, _ = make_inputs(case, frames=1)
+    mode = spec.get("refs", {}).get("mode", "plain")
+    if mode == "plain":
+        return (lambda: model(small, t, ctx)), (lambda: model(x, t, ctx))
+    refs = reference_conditioning(case, "zero", spec["refs"]["subjects"], "full" if mode == "full" else "cached")
+    out["ref_tokens"] = refs.layout.num_slots * case.tokens // case.latent[0]
+    warm = lambda: model(small, t, ctx, refs=refs)  # noqa: E731 - under cached, computes a 1-frame cache inline
+    if mode == "full":
+        return warm, (lambda: model(x, t, ctx, refs=refs))
+    grid = model.patch_grid(x.shape)
+    with torch.inference_mode():
+        model.reference_cache(refs, grid)  # warm the reference-only path too
+    gc.collect()
+    out["cache_compute_alloc_mb"] = _allocator_peak_mb(lambda: model.reference_cache(refs, grid), spec["sdpa"])
+    with torch.inference_mode():
+        cache = model.reference_cache(refs, grid)
+    out["cache_mb"] = cache.nbytes() / MB
+    out["cache_tokens"] = cache.num_tokens
+    return warm, (lambda: model(x, t, ctx, refs=refs, ref_cache=cache))
+
+
+def memory_child(spec: dict) -> dict:
+    """Run in a fresh process: peak memory of one forward above the post-setup baseline, two ways."""
+    torch.set_num_threads(spec["threads"])
+    case = Case("mem", WanConfig.from_dict(spec["cfg"]), tuple(spec["latent"]))  # type: ignore[arg-type]
+    model = make_ours(case.cfg)
+    out: dict = {"tokens": case.tokens}
+    warm, forward = _child_forward(spec, model, case, out)
+    with _sdpa_context(spec["sdpa"]):
+        warm()  # one-off library allocations (thread pools, kernel caches) happen here, not below
+    gc.collect()
+    # Method 1: process peak RSS above the baseline just before the forward.
+    out["rss_mb"], out["rss_method"] = _peak_rss_mb(forward, spec["sdpa"])
+    gc.collect()
+    # Method 2: the CPU allocator's own count (profiler memory events) during one forward.
+    out["alloc_mb"] = _allocator_peak_mb(forward, spec["sdpa"])
     return out
 
 
-def start_memory_child(case: Case, frames: int, sdpa: str, threads: int) -> subprocess.Popen:
+def start_memory_child(case: Case, frames: int, sdpa: str, threads: int, refs: dict | None = None) -> subprocess.Popen:
     spec = {"cfg": case.cfg.to_dict(), "latent": [frames, *case.latent[1:]], "sdpa": sdpa, "threads": threads}
+    if refs is not None:
+        spec["refs"] = refs
     return subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "--memory-child", json.dumps(spec)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -484,6 +541,140 @@ def bench_memory(plan: dict, threads: int) -> list[dict]:
     return rows
 
 
+# ---- (d) cached references ----------------------------------------------------------------------
+
+CACHED_STEPS, CACHED_PASSES, CACHES_PER_GENERATION = 50, 3, 2  # for the amortised line of (d)
+CACHED_TARGET = 1.05  # a step with cached references <= 1.05x a step with no references
+
+
+def cached_fns(model: WanDiT, case: Case) -> tuple[dict[str, Callable[[], object]], dict]:
+    """The forwards (d) times, on a video of ``case.latent`` with 2 subjects x 4 slots, and their sizes.
+
+    ``cached`` gets the cache precomputed (what every sampling step costs); ``cache`` is the one-off
+    :meth:`WanDiT.reference_cache` (once per generation and distinct reference latents).
+    """
+    x, t, ctx = make_inputs(case)
+    full = reference_conditioning(case, "zero", subjects=2, ref_attention="full")
+    cached = reference_conditioning(case, "zero", subjects=2, ref_attention="cached")
+    grid = model.patch_grid(x.shape)
+    with torch.inference_mode():
+        cache = model.reference_cache(cached, grid)
+    fns: dict[str, Callable[[], object]] = {
+        "plain": lambda: model(x, t, ctx),
+        "plain again": lambda: model(x, t, ctx),  # A/A control: the noise floor of every ratio
+        "full": lambda: model(x, t, ctx, refs=full),
+        "cached": lambda: model(x, t, ctx, refs=cached, ref_cache=cache),
+        "cache": lambda: model.reference_cache(cached, grid),
+    }
+    return fns, {"video_tokens": case.tokens, "ref_tokens": cache.num_tokens, "cache_mb": cache.nbytes() / MB}
+
+
+CACHED_ROWS = (  # key, label, reference tokens in the sequence / in the cache, target
+    ("plain", "plain video (no refs)", False, None),
+    ("plain again", "plain video (A/A control)", False, None),
+    ("full", 'full-attention refs (ref_timestep="zero")', True, None),
+    ("cached", "cached refs, cache precomputed (one step)", True, CACHED_TARGET),
+    ("cache", "cache computation (once per generation)", True, None),
+)
+
+
+def bench_cached(plan: dict, repeats: int) -> dict:
+    """(d) timing: cached-reference step and cache computation against a plain step, interleaved."""
+    case: Case = plan["cached"]
+    fns, info = cached_fns(make_ours(case.cfg), case)
+    times = interleaved(fns, 2 * repeats)
+    rows = []
+    for key, label, has_refs, target in CACHED_ROWS:
+        row: dict = {"key": key, "variant": label, "video_tokens": 0 if key == "cache" else info["video_tokens"],
+                     "ref_tokens": info["ref_tokens"] if has_refs else 0, "target": target}
+        for clock in CLOCKS:
+            tc = times.clock(clock)
+            row[clock] = {"ms": ms(tc[key])}
+            if key != "plain":
+                row[clock]["x_plain"] = paired_ratio(tc[key], tc["plain"])
+        if target is not None:
+            row["met"] = all(row[c]["x_plain"][0] <= target for c in CLOCKS)
+        rows.append(row)
+    by = {r["key"]: r for r in rows}
+    # each of the generation's few caches is paid once, spread over every forward of the generation
+    amortised = by["cached"]["wall"]["x_plain"][0] + (
+        CACHES_PER_GENERATION * by["cache"]["wall"]["x_plain"][0] / (CACHED_STEPS * CACHED_PASSES))
+    print_cached_timing(case, info, times.rounds, rows, amortised)
+    return {"case": case.name, "rounds": times.rounds, **info, "rows": rows, "amortised_wall_x_plain": amortised}
+
+
+def print_cached_timing(case: Case, info: dict, rounds: int, rows: list[dict], amortised: float) -> None:
+    c = case.cfg
+    print(f"(d) cached references: 2 subjects x 4 slots (proxy, ts, ref_timestep zero), d{c.dim} h{c.num_heads} "
+          f"ffn{c.ffn_dim} L{c.num_layers}, video {info['video_tokens']} tokens in every row, {rounds} rounds; "
+          f"x plain = median (min..max) of the per-round ratio to the plain forward")
+
+    def cell(r: dict, clock: str) -> str:
+        return fmt_ratio(r[clock]["x_plain"]) if "x_plain" in r[clock] else "-"
+
+    print_table(
+        ["variant", "video tok", "ref tok", "wall ms", "wall x plain (min..max)", "CPU ms", "CPU x plain (min..max)",
+         "target", "met (median, both clocks)"],
+        [[r["variant"], str(r["video_tokens"]), str(r["ref_tokens"]), f"{r['wall']['ms']:.1f}", cell(r, "wall"),
+          f"{r['cpu']['ms']:.1f}", cell(r, "cpu"), f"<= {r['target']:.2f}x" if r["target"] else "-",
+          ("yes" if r["met"] else "no") if "met" in r else "-"] for r in rows],
+    )
+    print(f"cache: {info['cache_mb']:.2f} MB for {info['ref_tokens']} reference tokens; amortised over a "
+          f"{CACHED_STEPS}-step, {CACHED_PASSES}-pass generation with {CACHES_PER_GENERATION} caches (the "
+          f"references and Phantom's zero 'no reference' latents) a cached forward costs {amortised:.3f}x plain "
+          "(wall, medians)\n")
+
+
+def bench_cached_memory(plan: dict, threads: int) -> dict:
+    """(d) memory: allocator peak of one forward, plain vs cached (+ cache) vs full, 1 and 2 subjects."""
+    case: Case = plan["cached_memory"]
+    specs = [("plain", 0)] + [(m, k) for k in (1, 2) for m in ("cached", "full")]
+    done: dict = {}
+    for i in range(0, len(specs), 2):  # two fresh processes at a time: each one's peak is its own
+        batch = specs[i:i + 2]
+        procs = [start_memory_child(case, case.latent[0], "default", threads,
+                                    None if m == "plain" else {"mode": m, "subjects": k}) for m, k in batch]
+        done.update({spec: finish_memory_child(p) for spec, p in zip(batch, procs)})
+    plain = done[("plain", 0)]
+    tol_frac = 1 / case.cfg.num_layers  # one block's reference K/V: the concatenated copy attention sees
+    rows = []
+    for (mode, k), r in done.items():
+        cache = r.get("cache_mb", 0.0)
+        total = r["alloc_mb"] + cache
+        row = {"mode": mode, "subjects": k, "video_tokens": r["tokens"], "ref_tokens": r.get("ref_tokens", 0),
+               "alloc_mb": r["alloc_mb"], "cache_mb": cache, "total_mb": total, "rss_mb": r["rss_mb"],
+               "growth_mb": total - plain["alloc_mb"],
+               "cache_compute_alloc_mb": r.get("cache_compute_alloc_mb")}
+        if mode == "cached":
+            est = forward_memory(case.cfg, r["tokens"], 1, cached_tokens=r["cache_tokens"]).cache_bytes / MB
+            row.update(estimate_cache_mb=est, excess_mb=row["growth_mb"] - cache, tolerance_mb=tol_frac * cache)
+            row["within"] = abs(row["excess_mb"]) <= row["tolerance_mb"]
+        rows.append(row)
+    print_cached_memory(case, rows)
+    return {"case": case.name, "tolerance": "|growth - cache| <= cache / num_layers", "rows": rows}
+
+
+def print_cached_memory(case: Case, rows: list[dict]) -> None:
+    c = case.cfg
+    print(f"(d) memory of one forward (allocator peak above the post-setup baseline, fresh subprocess each), "
+          f"d{c.dim} h{c.num_heads} ffn{c.ffn_dim} L{c.num_layers}, video {rows[0]['video_tokens']} tokens, "
+          "4 slots per subject; cached: the cache is resident before the forward, so total = peak + cache")
+    print_table(
+        ["variant", "subjects", "ref tok", "peak MB", "+ cache MB", "= total MB", "growth over plain MB",
+         "growth - cache MB", "tolerance MB", "within", "cache estimate MB", "cache computation peak MB",
+         "peak RSS MB"],
+        [[r["mode"], str(r["subjects"]), str(r["ref_tokens"]), f"{r['alloc_mb']:.2f}", f"{r['cache_mb']:.2f}",
+          f"{r['total_mb']:.2f}", f"{r['growth_mb']:+.2f}",
+          f"{r['excess_mb']:+.2f}" if "excess_mb" in r else "-", f"{r['tolerance_mb']:.2f}" if "excess_mb" in r else "-",
+          ("yes" if r["within"] else "no") if "within" in r else "-",
+          f"{r['estimate_cache_mb']:.2f}" if "estimate_cache_mb" in r else "-",
+          f"{r['cache_compute_alloc_mb']:.2f}" if r["cache_compute_alloc_mb"] is not None else "-",
+          f"{r['rss_mb']:.1f}"] for r in rows],
+    )
+    print("tolerance: |growth - cache| <= cache / num_layers (one block's reference keys/values, the size of the "
+          "concatenated copy a block's attention sees); cache estimate = forward_memory(cached_tokens=...).cache_bytes\n")
+
+
 # ---- main ---------------------------------------------------------------------------------------
 
 
@@ -513,7 +704,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for every measurement (default 1: steadiest on a shared machine)")
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds per comparison")
-    ap.add_argument("--only", choices=["speed", "refs", "memory"], action="append", help="run only these sections")
+    ap.add_argument("--only", choices=["speed", "refs", "memory", "cached"], action="append", help="run only these sections")
     ap.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -524,7 +715,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     plan = QUICK if args.quick else FULL
     repeats = args.repeats or plan["repeats"]
-    sections = args.only or ["speed", "refs", "memory"]
+    sections = args.only or ["speed", "refs", "memory", "cached"]
     print(f"bench_dit{' --quick' if args.quick else ''}: {machine()}; float32, inference_mode, batch 1\n",
           flush=True)
     t0 = time.perf_counter()
@@ -535,6 +726,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["refs"] = bench_refs(plan, repeats)
     if "memory" in sections:
         results["memory"] = bench_memory(plan, args.threads)
+    if "cached" in sections:
+        results["cached"] = {"timing": bench_cached(plan, repeats), "memory": bench_cached_memory(plan, args.threads)}
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w") as fh:
