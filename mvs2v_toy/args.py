@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+# The names of mvs2v_toy.world.WORLDS, spelled out: building the CLI parser must not import numpy
+# (tests/toy checks the two agree).
+WORLD_NAMES = ("classic", "w0", "w1", "w2", "w12")
+
 __all__ = ["add_toy_dataset_args"]
 
 
@@ -22,9 +26,9 @@ def add_toy_dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=8.0)
     parser.add_argument("--codec-factor", type=int, default=4, help="toy codec spatial factor (z_dim = 3 * f * f)")
     parser.add_argument("--text-dim", type=int, default=32, help="toy text encoder width")
-    parser.add_argument("--world", default="classic", choices=("classic", "w1", "w2", "w12"),
-                        help="classic: captions name colours; w1/w2/w12: side colours only in the references "
-                             "(one cube / two cubes / mixed), see docs/toy_world.md (default classic)")
+    parser.add_argument("--world", default="classic", choices=WORLD_NAMES,
+                        help="classic: captions name colours; w0/w1/w2/w12: side colours only in the references "
+                             "(calibration cube / one cube / two cubes / mixed), see docs/toy_world.md (default classic)")
     parser.add_argument("--reference-camera", default=None, choices=("video", "augmented", "centred"),
                         help="override the world's reference camera (w1/w2 default: video)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")

@@ -181,7 +181,7 @@ def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0,
         elevation: camera elevation in degrees.
         overwrite: replace an existing ``manifest.jsonl`` in ``out_dir`` (else refuse).
         world: ``classic`` (the arguments above decide the scenes) or a hidden-colour world of
-            :data:`~mvs2v_toy.world.WORLDS` (``w1``, ``w2``, ``w12``), which decides sizes, shapes,
+            :data:`~mvs2v_toy.world.WORLDS` (``w0``, ``w1``, ``w2``, ``w12``), which decides sizes, shapes,
             speeds and the two-object share itself (``two_object_prob`` then only applies to ``w12``)
             and flags each subject's start view (the view frame 0 shows) as its frontal view.
         reference_camera: override the world's reference camera (``video``, ``augmented``, ``centred``).

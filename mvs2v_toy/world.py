@@ -354,7 +354,8 @@ def vocabulary() -> list[str]:
 
 
 def _random_object(rng: np.random.Generator, shape: str, hues: list[str], position: tuple[float, float],
-                   start_views: Sequence[str], speeds: Sequence[str]) -> ToyObject:
+                   start_views: Sequence[str], speeds: Sequence[str],
+                   directions: Sequence[str] = tuple(DIRECTIONS)) -> ToyObject:
     colours = {f: NEUTRAL for f in SHAPE_FACES[shape]}
     for f in HUED_FACES[shape]:
         colours[f] = hues.pop()
@@ -367,7 +368,7 @@ def _random_object(rng: np.random.Generator, shape: str, hues: list[str], positi
     return ToyObject(
         shape=shape, colours=colours, patterns=patterns, position=position,
         start_view=str(start_views[int(rng.integers(len(start_views)))]),
-        direction=str(list(DIRECTIONS)[int(rng.integers(len(DIRECTIONS)))]),
+        direction=str(directions[int(rng.integers(len(directions)))]),
         speed=str(speeds[int(rng.integers(len(speeds)))]),
     )
 
@@ -410,11 +411,11 @@ class WorldSpec:
     """A named family of random scenes (:data:`WORLDS`).
 
     Attributes:
-        name: the world's name (``classic``, ``w1``, ``w2``, ``w12``).
+        name: the world's name (``classic``, ``w0``, ``w1``, ``w2``, ``w12``).
         description: one line for ``--help`` and reports.
         two_object_prob: probability of a two-object scene.
         size_one, size_two: ``(width, height)`` of one- and two-object clips.
-        shapes, start_views, speeds, checker_sizes: the random choices.
+        shapes, start_views, speeds, directions, checker_sizes: the random choices.
         caption_colours: whether captions name colours (see :class:`ToyScene`).
         view_scale: :attr:`ToyScene.view_scale`.
         reference_camera: :attr:`ToyScene.reference_camera`.
@@ -428,6 +429,7 @@ class WorldSpec:
     shapes: tuple[str, ...] = SHAPES
     start_views: tuple[str, ...] = tuple(START_VIEWS)
     speeds: tuple[str, ...] = tuple(SPEEDS)
+    directions: tuple[str, ...] = tuple(DIRECTIONS)
     checker_sizes: tuple[float, ...] = (0.0, 0.5, 1.0)
     caption_colours: bool = True
     view_scale: float = 0.0
@@ -440,7 +442,8 @@ class WorldSpec:
         floor = hues.pop()
         shapes = [str(self.shapes[int(rng.integers(len(self.shapes)))]) for _ in range(n)]
         positions = [(0.0, 0.0)] if n == 1 else [(-OBJECT_SPACING / 2, 0.0), (OBJECT_SPACING / 2, 0.0)]
-        objects = [_random_object(rng, s, hues, p, self.start_views, self.speeds) for s, p in zip(shapes, positions)]
+        objects = [_random_object(rng, s, hues, p, self.start_views, self.speeds, self.directions)
+                   for s, p in zip(shapes, positions)]
         if not self.caption_colours:  # names that give no colour away
             prefixes = [""] if n == 1 else ["left_", "right_"]
             objects = [replace(o, label=f"{pre}{o.shape}") for pre, o in zip(prefixes, objects)]
@@ -455,6 +458,10 @@ _HIDDEN = dict(size_one=(32, 32), size_two=(64, 32), shapes=("cube",), speeds=("
                caption_colours=False, view_scale=0.9, reference_camera="video")
 WORLDS: dict[str, WorldSpec] = {
     "classic": WorldSpec("classic", "the first toy world: captions name each object's main colour", 0.3),
+    # The issue's calibration world: the easiest setting in which reference use can be learnt (the
+    # hidden sides always come round in the same order), a first curriculum stage before W1.
+    "w0": WorldSpec("w0", "one cube from its front, turning left 180 degrees; side colours only in the references",
+                    0.0, **{**_HIDDEN, "start_views": ("front",), "speeds": ("",), "directions": ("left",)}),
     "w1": WorldSpec("w1", "one cube, random start view and turn; side colours only in the references", 0.0,
                     **_HIDDEN),
     "w2": WorldSpec("w2", "two cubes side by side (64x32) with independent hidden colours, W1's scale", 1.0,

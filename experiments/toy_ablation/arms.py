@@ -17,9 +17,9 @@ class Arm:
     Attributes:
         name: the arm's name (``base``, ``single``, ``vanilla``...).
         group: the issue's item it answers (``a`` views, ``b`` schemes, ``c`` empty slots, ``d`` MFI,
-            ``e`` TS gap).
+            ``e`` TS gap; ``f`` cached references, issue 12).
         change: one line for the table.
-        scheme, gap, empty_slot_mode: the trainer's ``[references]``.
+        scheme, gap, empty_slot_mode, ref_timestep, ref_attention: the trainer's ``[references]``.
         views: ``dropout`` (multi-view with view dropout) or ``single`` (the start view only).
         mfi: trains the MFI projector on the toy vision encoder's features.
         w2: also scored on W2 (the position schemes' causal crosstalk).
@@ -31,6 +31,8 @@ class Arm:
     scheme: str = "ts"
     gap: float = 8.0
     empty_slot_mode: str = "proxy"
+    ref_timestep: str = "same"
+    ref_attention: str = "full"
     views: str = "dropout"
     mfi: bool = False
     w2: bool = False
@@ -68,6 +70,10 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("drop", "c", "empty slots dropped", empty_slot_mode="drop"),
     Arm("mfi", "d", "with MFI (frontal-view features of the toy vision encoder after the text)", mfi=True),
     *(Arm(f"gap{g}", "e", f"TS-RoPE gap {g} (base: 8)", gap=float(g)) for g in (1, 4, 16, 32)),
+    # Issue 12: cached references need timestep 0, so "zero" separates the timestep from the attention mode.
+    Arm("zero", "f", "reference tokens at timestep 0 (full attention)", ref_timestep="zero"),
+    Arm("cached", "f", "cached references: timestep 0, references attend only to references, no text",
+        ref_timestep="zero", ref_attention="cached"),
 )}
 
 
@@ -107,8 +113,10 @@ def parse_run_name(name: str, option: str = "--bundle-run") -> tuple[Arm, int]:
 class AblationSettings:
     """Everything that changes the numbers (stored in ``--out``/settings.json and in every result file).
 
-    The recipe is the one of the bundled W12 demo model (``docs/ablation.md``): ``steps`` in
-    ``cycle_steps``-step cosine cycles. ``init_sha256`` pins the init model's files.
+    The recipe is the one of the bundled W12 demo model (``docs/ablation.md``): first
+    ``curriculum_steps`` on the calibration world ``curriculum_world`` (the hidden sides always come
+    round in the same order, so reference use is learnt there first), then ``steps`` on ``world``, both
+    in ``cycle_steps``-step cosine cycles. ``init_sha256`` pins the init model's files.
     """
 
     samples: int = 6000
@@ -116,12 +124,16 @@ class AblationSettings:
     world: str = "w12"
     frames: int = 9
     val_fraction: float = 0.02
-    steps: int = 4800
+    curriculum_world: str = "w0"
+    curriculum_samples: int = 4000
+    curriculum_data_seed: int = 21
+    curriculum_steps: int = 3000
+    steps: int = 3000
     cycle_steps: int = 600
     learning_rate: float = 5e-4
     warmup_steps: int = 20
     min_lr_ratio: float = 0.1
-    dropout_prob: float = 0.7
+    dropout_prob: float = 0.3
     batch_size: int = 8
     timestep_shift: float = 3.0
     checkpoint_every: int = 200
@@ -141,8 +153,14 @@ class AblationSettings:
         positive = ("samples", "frames", "steps", "cycle_steps", "batch_size", "checkpoint_every", "bench_scenes",
                     "curve_scenes", "sample_steps")
         bad = [k for k in positive if int(getattr(self, k)) < 1]
+        bad += [k for k in ("curriculum_steps", "curriculum_samples") if int(getattr(self, k)) < 0]
         if bad:
             raise MVS2VError(f"settings {', '.join(bad)} must be at least 1")
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of a run: the curriculum stage, then the main world."""
+        return self.curriculum_steps + self.steps
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -152,6 +170,7 @@ class AblationSettings:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "AblationSettings":
         known = {f.name for f in fields(cls)}
+        d = {"curriculum_steps": 0, **d}  # written before the curriculum existed: none
         unknown = sorted(set(d) - known)
         if unknown:
             raise MVS2VError(f"stored settings have unknown keys {unknown}: they were written by another version "

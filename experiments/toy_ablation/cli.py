@@ -74,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads, split between the jobs")
     p.add_argument("--samples", type=int, default=d.samples, help=f"W12 dataset size (default {d.samples})")
     p.add_argument("--data-seed", type=int, default=d.data_seed, help=f"dataset seed (default {d.data_seed})")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"fine-tune steps per run (default {d.steps})")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"fine-tune steps per run on W12 (default {d.steps})")
+    p.add_argument("--curriculum-steps", type=int, default=d.curriculum_steps,
+                   help=f"steps on the calibration world {d.curriculum_world} first (default {d.curriculum_steps}; "
+                        "0: none)")
+    p.add_argument("--curriculum-samples", type=int, default=d.curriculum_samples,
+                   help=f"size of the calibration world's dataset (default {d.curriculum_samples})")
     p.add_argument("--scenes", type=int, default=d.bench_scenes, help="held-out scenes of the final bench")
     p.add_argument("--sampling-seeds", default=",".join(map(str, d.bench_seeds)), help="sampling seeds of the bench")
     p.add_argument("--curve-scenes", type=int, default=d.curve_scenes, help="W1 scenes per curve point")
@@ -93,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> AblationSettings:
     return AblationSettings(samples=args.samples, data_seed=args.data_seed, steps=args.steps,
+                            curriculum_steps=args.curriculum_steps, curriculum_samples=args.curriculum_samples,
                             bench_scenes=args.scenes, bench_seeds=tuple(parse_seeds(args.sampling_seeds,
                                                                                     "--sampling-seeds")),
                             curve_scenes=args.curve_scenes, eval_seed=args.eval_seed, sample_steps=args.sample_steps,

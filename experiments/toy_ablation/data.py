@@ -4,13 +4,15 @@ adapter re-labelled with each arm's reference settings)."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
 from pathlib import Path
 
 from mvs2v_core.errors import MVS2VError
 
 from .arms import Arm, AblationSettings
-from .files import ENCODER_FOLDERS, INIT_FILES, Layout, read_json, same_files, sha256_file
+from .files import ENCODER_FOLDERS, INIT_FILES, Layout, read_json, same_files, sha256_file, write_text
 
 # The seed of the toy text encoder the bundled (and so the init) model was trained with. The dataset seed
 # (11) must not leak into it: save_toy_encoders(seed=11) gives other text embeddings.
@@ -33,11 +35,19 @@ def check_encoders(folder: Path, bundled: Path) -> None:
                              "with the bundled encoders; delete the ablation's encoders folder and run again")
 
 
-def check_dataset(data: Path, s: AblationSettings) -> None:
+def dataset_settings(s: AblationSettings, curriculum: bool = False) -> dict:
+    """What ``dataset.json`` of the main (or the curriculum's) dataset must say."""
+    if curriculum:
+        return {"seed": s.curriculum_data_seed, "n_samples": s.curriculum_samples, "world": s.curriculum_world,
+                "frames": s.frames, "val_fraction": s.val_fraction}
+    return {"seed": s.data_seed, "n_samples": s.samples, "world": s.world, "frames": s.frames,
+            "val_fraction": s.val_fraction}
+
+
+def check_dataset(data: Path, s: AblationSettings, curriculum: bool = False) -> None:
     """The dataset's ``dataset.json`` must say it was written with these settings."""
     found = read_json(data / "dataset.json")
-    want = {"seed": s.data_seed, "n_samples": s.samples, "world": s.world, "frames": s.frames,
-            "val_fraction": s.val_fraction}
+    want = dataset_settings(s, curriculum)
     diff = {k: (found.get(k), v) for k, v in want.items() if found.get(k) != v}
     if diff:
         shown = ", ".join(f"{k} {a} there vs {b}" for k, (a, b) in diff.items())
@@ -48,7 +58,7 @@ def check_dataset(data: Path, s: AblationSettings) -> None:
 def prepare_data(layout: Layout, s: AblationSettings, log=print) -> None:
     """Write the dataset (once, unless ``--data`` names one) and the toy encoders, checked against the bundled
     ones."""
-    from mvs2v_toy import save_toy_encoders, write_toy_dataset
+    from mvs2v_toy import save_toy_encoders
     from mvs2v_toy.demo import DEMO_ASSETS
 
     data = layout.data
@@ -56,22 +66,65 @@ def prepare_data(layout: Layout, s: AblationSettings, log=print) -> None:
         if layout.dataset is not None:
             raise MVS2VError(f"--data {data} has no manifest.jsonl: give a dataset folder written by "
                              "mvs2v toy-data / write_toy_dataset")
-        t0 = time.perf_counter()
-        summary = write_toy_dataset(data, s.samples, seed=s.data_seed, frames=s.frames, world=s.world,
-                                    val_fraction=s.val_fraction, overwrite=True)
-        log(f"data: {summary.samples} {s.world} samples ({summary.train} train, {summary.val} val, "
-            f"{summary.two_object} with two objects) in {time.perf_counter() - t0:.0f}s")
+        _write_dataset(data, dataset_settings(s), log)
     check_dataset(data, s)
+    if s.curriculum_steps:
+        if not (layout.curriculum_data / "manifest.jsonl").is_file():
+            _write_dataset(layout.curriculum_data, dataset_settings(s, curriculum=True), log)
+        check_dataset(layout.curriculum_data, s, curriculum=True)
+        merge_manifests(layout.merged / "manifest.jsonl", {s.curriculum_world: layout.curriculum_data, s.world: data})
     if not all((layout.encoders / name).is_dir() for name in ENCODER_FOLDERS):
         save_toy_encoders(layout.encoders, seed=ENCODER_SEED)
     check_encoders(layout.encoders, DEMO_ASSETS)
 
 
+def _write_dataset(dest: Path, d: dict, log) -> None:
+    from mvs2v_toy import write_toy_dataset
+
+    t0 = time.perf_counter()
+    summary = write_toy_dataset(dest, d["n_samples"], seed=d["seed"], frames=d["frames"], world=d["world"],
+                                val_fraction=d["val_fraction"], overwrite=True)
+    log(f"data: {summary.samples} {d['world']} samples ({summary.train} train, {summary.val} val, "
+        f"{summary.two_object} with two objects) in {time.perf_counter() - t0:.0f}s")
+
+
+def merge_manifests(dest: Path, parts: dict[str, Path]) -> None:
+    """One manifest with the rows of each ``{world: dataset folder}``: ids prefixed and a ``world-NAME`` tag
+    added (the curriculum's stages filter on it), file paths relative to ``dest``'s folder. Rewritten only
+    when its content changes, so the feature cache's fingerprints stay put."""
+    from .recipes import world_tag
+
+    def moved(path: str, folder: Path) -> str:
+        return Path(os.path.relpath((folder / path).resolve(), dest.parent.resolve())).as_posix()
+
+    lines = []
+    for world, folder in parts.items():
+        for line in (folder / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            row["id"] = f"{world}-{row['id']}"
+            row["tags"] = [*row.get("tags", []), world_tag(world)]
+            row["video"] = moved(row["video"], folder)
+            for subject in row.get("subjects", []):
+                for view in subject.get("views", []):
+                    view["image"] = moved(view["image"], folder)
+            if isinstance(row.get("meta"), dict) and "truth" in row["meta"]:
+                row["meta"]["truth"] = moved(row["meta"]["truth"], folder)
+            lines.append(json.dumps(row))
+    text = "\n".join(lines) + "\n"
+    if dest.is_file() and dest.read_text(encoding="utf-8") == text:
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_text(dest, text)
+
+
 def arm_reference_settings(arm: Arm):
-    """The arm's :class:`ReferenceSettings` (4 slots, reference timestep ``same``)."""
+    """The arm's :class:`ReferenceSettings` (4 slots)."""
     from mvs2v_core.references.settings import PositionScheme, ReferenceSettings
 
-    return ReferenceSettings(4, PositionScheme(arm.scheme, gap=arm.gap), arm.empty_slot_mode, "same")
+    return ReferenceSettings(4, PositionScheme(arm.scheme, gap=arm.gap), arm.empty_slot_mode, arm.ref_timestep,
+                             arm.ref_attention)
 
 
 def write_init_adapter(init: Path, arm: Arm, dest: Path) -> Path | None:

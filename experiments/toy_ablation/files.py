@@ -42,6 +42,20 @@ class Layout:
         return self.dataset if self.dataset is not None else self.root / "data"
 
     @property
+    def curriculum_data(self) -> Path:
+        """The calibration world's dataset (the curriculum's first stage)."""
+        return self.root / "data_curriculum"
+
+    @property
+    def merged(self) -> Path:
+        """Both datasets' rows in one manifest, tagged by world (stages filter on the tags)."""
+        return self.root / "data_merged"
+
+    def manifest(self, s) -> Path:
+        """The manifest runs train on: the merged one when the settings have a curriculum stage."""
+        return (self.merged if s.curriculum_steps else self.data) / "manifest.jsonl"
+
+    @property
     def encoders(self) -> Path:
         """``codec/``, ``text_encoder/``, ``vision_encoder/`` (the bundled demo model's, byte for byte)."""
         return self.root / "encoders"

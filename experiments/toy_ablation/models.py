@@ -32,6 +32,8 @@ def model_info(s: AblationSettings, arm: Arm, run: str, step: int, dit_config: d
         "eval": {"world": "w1", "seed": s.eval_seed},
         "dataset": {"seed": s.data_seed, "samples": s.samples, "world": s.world,
                     "two_object_prob": dataset["two_object_prob"], "val_fraction": s.val_fraction},
+        "curriculum": ({"world": s.curriculum_world, "steps": s.curriculum_steps, "seed": s.curriculum_data_seed,
+                        "samples": s.curriculum_samples} if s.curriculum_steps else None),
         "training_command": command, "finetune_steps": step, "init_sha256": dict(s.init_sha256),
     }
 

@@ -12,13 +12,27 @@ TEXT_TOKENS = 32  # the toy DiT's text length; the longest W12 caption has fewer
 RESOLUTIONS = [[32, 32], [64, 32]]  # W1 (one cube) and W2 (two cubes side by side)
 
 
+def world_tag(world: str) -> str:
+    """The manifest tag of a world's rows in the merged curriculum manifest."""
+    return f"world-{world}"
+
+
 def cycle_stages(s: AblationSettings, arm: Arm) -> list[dict]:
-    """``s.steps`` as ``s.cycle_steps``-step cosine cycles (the last one shorter if it does not divide)."""
+    """``s.curriculum_steps`` on the calibration world, then ``s.steps`` on the main world, each as
+    ``s.cycle_steps``-step cosine cycles (the last one shorter if it does not divide)."""
+    return ([*_cycles(s, arm, s.curriculum_world, s.curriculum_steps), *_cycles(s, arm, s.world, s.steps)]
+            if s.curriculum_steps else _cycles(s, arm, None, s.steps))
+
+
+def _cycles(s: AblationSettings, arm: Arm, world: str | None, steps: int) -> list[dict]:
+    """``steps`` in cycles on the rows of ``world`` (``None``: every row of the manifest)."""
     stages, done, k = [], 0, 1
-    while done < s.steps:
-        n = min(s.cycle_steps, s.steps - done)
-        stage = {"name": f"cycle-{k}", "steps": n, "learning_rate": s.learning_rate,
+    while done < steps:
+        n = min(s.cycle_steps, steps - done)
+        stage = {"name": f"{world or 'cycle'}-{k}", "steps": n, "learning_rate": s.learning_rate,
                  "warmup_steps": min(s.warmup_steps, n), "lr_schedule": "cosine", "min_lr_ratio": s.min_lr_ratio}
+        if world is not None:
+            stage["filter"] = {"tags": [world_tag(world)]}
         if arm.views == "single":
             stage.update(views="single", single_view="frontal")  # the start view: frontal in the W manifests
         else:
@@ -30,13 +44,13 @@ def cycle_stages(s: AblationSettings, arm: Arm) -> list[dict]:
 
 def keep_last(s: AblationSettings) -> int:
     """Enough checkpoints to keep every one of the run (the curve scores them after the fact)."""
-    return math.ceil(s.steps / s.checkpoint_every) + 1
+    return math.ceil(s.total_steps / s.checkpoint_every) + 1
 
 
 def train_config(layout: Layout, s: AblationSettings, arm: Arm, seed: int, init: Path,
                  init_adapter: Path | None) -> dict:
     """The run's config: full fine-tune from ``init`` (+ proxy tokens / MFI where the arm has them)."""
-    data, enc, run = layout.data.resolve(), layout.encoders.resolve(), layout.run(f"{arm.name}-s{seed}")
+    enc, run = layout.encoders.resolve(), layout.run(f"{arm.name}-s{seed}")
     model = {"dit": str((init / "dit.safetensors").resolve()), "dtype": "fp32", "vae": str(enc / "codec"),
              "text_encoder": str(enc / "text_encoder")}
     if init_adapter is not None:
@@ -46,8 +60,9 @@ def train_config(layout: Layout, s: AblationSettings, arm: Arm, seed: int, init:
     return {
         "model": model,
         "references": {"slots_per_subject": 4, "scheme": arm.scheme, "gap": arm.gap,
-                       "empty_slot_mode": arm.empty_slot_mode, "ref_timestep": "same"},
-        "data": {"manifest": str(data / "manifest.jsonl"), "cache_dir": str(layout.cache(arm.mfi).resolve()),
+                       "empty_slot_mode": arm.empty_slot_mode, "ref_timestep": arm.ref_timestep,
+                       "ref_attention": arm.ref_attention},
+        "data": {"manifest": str(layout.manifest(s).resolve()), "cache_dir": str(layout.cache(arm.mfi).resolve()),
                  "resolutions": RESOLUTIONS, "frames": s.frames, "min_frames": s.frames,
                  "max_text_tokens": TEXT_TOKENS, "cache_shard_items": 256},
         # No pixel augmentation (it would change the colours the metrics read); no subject shuffling: a

@@ -147,7 +147,10 @@ def _commands(records: dict[str, dict[str, Any]]) -> list[str]:
 def markdown(records: dict[str, dict[str, Any]]) -> str:
     """Every table of the ablation as one Markdown document."""
     s = common_settings(records) or AblationSettings()
-    intro = [f"Settings: {' '.join(settings_argv(s))}; {s.world} data (seed {s.data_seed}), {s.steps} steps in "
+    intro = [f"Settings: {' '.join(settings_argv(s))}; "
+             + (f"{s.curriculum_steps} steps on {s.curriculum_world} (seed {s.curriculum_data_seed}, "
+                f"{s.curriculum_samples} samples), then " if s.curriculum_steps else "")
+             + f"{s.world} data (seed {s.data_seed}), {s.steps} steps in "
              f"{s.cycle_steps}-step cosine cycles (lr {s.learning_rate:g}, batch {s.batch_size}, view dropout "
              f"{s.dropout_prob}); bench: {s.bench_scenes} held-out scenes (eval seed {s.eval_seed}) x sampling seeds "
              f"{','.join(map(str, s.bench_seeds))}, {s.sample_steps} sampling steps. Init sha256: "

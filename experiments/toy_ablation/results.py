@@ -23,6 +23,7 @@ DONE = "done"
 def settings_argv(s: AblationSettings) -> list[str]:
     """Every command-line setting, spelled out (the rest of :class:`AblationSettings` is the fixed recipe)."""
     return ["--samples", str(s.samples), "--data-seed", str(s.data_seed), "--steps", str(s.steps),
+            "--curriculum-steps", str(s.curriculum_steps), "--curriculum-samples", str(s.curriculum_samples),
             "--scenes", str(s.bench_scenes), "--sampling-seeds", ",".join(map(str, s.bench_seeds)),
             "--curve-scenes", str(s.curve_scenes), "--eval-seed", str(s.eval_seed),
             "--sample-steps", str(s.sample_steps), "--checkpoint-every", str(s.checkpoint_every)]

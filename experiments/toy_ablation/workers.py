@@ -98,7 +98,7 @@ class RunWorker:
         state = read_json(self.run.state) if self.run.state.is_file() else {}
         base = {"run": self.name, "arm": arm.to_json(), "seed": self.seed, "settings": self.s.to_json(),
                 "command": self.ctx.command(self.s, arm.name, self.seed), "out": self.ctx.out, "init": self.ctx.init,
-                "steps_total": self.s.steps, "steps_done": steps_done(self.run),
+                "steps_total": self.s.total_steps, "steps_done": steps_done(self.run),
                 "train_seconds": state.get("train_seconds"), "final_train_loss": final_loss(self.run)}
         return update_result(self.results, self.name, base, **changes)
 
@@ -131,7 +131,7 @@ class RunWorker:
 
     def finish(self) -> None:
         """Export the finished run, bench it on its worlds, add the final curve point, mark it done."""
-        model = self.export(self.s.steps, self.run.model)
+        model = self.export(self.s.total_steps, self.run.model)
         record = self.record(status="scoring")
         bench = dict(record.get("bench") or {})
         for world in self.arm.worlds():
@@ -140,15 +140,15 @@ class RunWorker:
                                            self.s.bench_seeds, self.arm.bench_rows(world), self.s,
                                            self.ctx.bench_batch)
                 self.record(bench=bench)
-        curve = [p for p in self.curve() if p["step"] != self.s.steps]
-        curve.append(curve_point(self.s.steps, bench["w1"], self.arm.own_row))
+        curve = [p for p in self.curve() if p["step"] != self.s.total_steps]
+        curve.append(curve_point(self.s.total_steps, bench["w1"], self.arm.own_row))
         write_json(self.run.curve, curve)
         self.record(bench=bench, curve=curve, status=DONE)
 
     def __call__(self) -> None:
-        for end in segment_ends(self.s.steps, self.ctx.score_every):
+        for end in segment_ends(self.s.total_steps, self.ctx.score_every):
             train_until(self.cfg, self.run, end, self.log)
             self.record(status="training")
-            if end < self.s.steps:
+            if end < self.s.total_steps:
                 self.score_checkpoint(end)
         self.finish()

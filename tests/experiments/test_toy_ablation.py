@@ -35,7 +35,7 @@ def make_init(folder: Path) -> Path:
 
 def tiny_args(tmp_path: Path) -> list[str]:
     return ["--out", str(tmp_path / "abl"), "--init", str(tmp_path / "init"), "--results", str(tmp_path / "results"),
-            "--samples", "24", "--steps", "4", "--checkpoint-every", "2", "--score-every", "2", "--scenes", "2",
+            "--samples", "24", "--steps", "4", "--curriculum-steps", "2", "--curriculum-samples", "8", "--checkpoint-every", "2", "--score-every", "2", "--scenes", "2",
             "--sampling-seeds", "0", "--curve-scenes", "1", "--sample-steps", "2", "--arms", "base,single",
             "--seeds", "0", "--jobs", "2", "--threads", "2", "--bench-batch", "8"]
 
@@ -66,9 +66,9 @@ def test_tiny_ablation_end_to_end_resumes_reruns_nothing_and_bundles(tmp_path, m
 
     runs = {name: json.loads((results / f"{name}.json").read_text()) for name in ("base-s0", "single-s0")}
     for name, r in runs.items():
-        assert r["status"] == "done" and r["steps_done"] == 4 and r["seed"] == 0, name
+        assert r["status"] == "done" and r["steps_done"] == 6 and r["seed"] == 0, name  # 2 on W0, then 4
         assert r["settings"]["init_sha256"] == init_hashes(tmp_path / "init")
-        assert [p["step"] for p in r["curve"]] == [2, 4]  # a checkpoint along the way, and the final bench
+        assert [p["step"] for p in r["curve"]] == [2, 4, 6]  # checkpoints along the way, and the final bench
         assert "--arms" in r["command"] and r["command"].startswith("python -m experiments.toy_ablation")
     base, single = runs["base-s0"], runs["single-s0"]
     assert set(base["bench"]) == {"w1", "w2"} and set(single["bench"]) == {"w1"}
@@ -122,17 +122,49 @@ def test_recipes_make_one_change_each(tmp_path):
         write_train_config(path, train_config(layout, s, arm, 1, init, None), name)
         configs[name] = cfg = load_config(path)
         assert cfg == parse_config(train_config(layout, s, arm, 1, init, None), path)
-        assert [st.steps for st in cfg.stages] == [600] * 8 and cfg.train.seed == 1
-        assert cfg.checkpoint.keep_last * cfg.checkpoint.every_n_steps >= s.steps  # every checkpoint is kept
+        assert [st.steps for st in cfg.stages] == [600] * 10 and cfg.train.seed == 1
+        # the curriculum: the calibration world's rows first, then the main world's (tags of the merged manifest)
+        assert [st.filter.tags for st in cfg.stages] == [["world-w0"]] * 5 + [["world-w12"]] * 5
+        assert cfg.data.manifest.endswith("data_merged/manifest.jsonl")
+        assert cfg.checkpoint.keep_last * cfg.checkpoint.every_n_steps >= s.total_steps  # every checkpoint is kept
     base = configs["base"]
     assert base.references.settings() == ReferenceSettings(4, "ts", "proxy") and base.references.gap == 8.0
     assert {st.views for st in base.stages} == {"dropout"} and all(st.keep_frontal for st in base.stages)
-    assert {st.dropout_prob for st in base.stages} == {0.7} and base.trainable.proxy and not base.trainable.mfi
+    assert {st.dropout_prob for st in base.stages} == {0.3} and base.trainable.proxy and not base.trainable.mfi
     assert configs["gap32"].references.gap == 32.0 and configs["vanilla"].references.scheme == "vanilla"
     assert not configs["gray"].trainable.proxy and configs["mfi"].trainable.mfi
     assert configs["mfi"].model.vision_encoder and not base.model.vision_encoder
-    short = ta.AblationSettings(steps=700)
+    assert not base.references.settings().cached and configs["zero"].references.ref_timestep == "zero"
+    assert configs["cached"].references.settings() == ReferenceSettings(4, "ts", "proxy", "zero", "cached")
+    short = ta.AblationSettings(steps=700, curriculum_steps=0)
     assert [st["steps"] for st in ta.recipes.cycle_stages(short, ta.ARMS["base"])] == [600, 100]
+    assert "filter" not in ta.recipes.cycle_stages(short, ta.ARMS["base"])[0]  # no curriculum: every row
+    assert train_config(layout, short, ta.ARMS["base"], 0, init, None)["data"]["manifest"].endswith(
+        "data/manifest.jsonl")
+    # result files written before the curriculum existed read back as "no curriculum"
+    old = {k: v for k, v in short.to_json().items() if not k.startswith("curriculum")}
+    assert ta.AblationSettings.from_json(old).curriculum_steps == 0
+
+
+def test_merged_manifest_tags_rows_by_world_and_keeps_paths(tmp_path):
+    from mvs2v_toy import write_toy_dataset
+    from mvs2v_train.manifest import read_manifest
+
+    from experiments.toy_ablation.data import merge_manifests
+
+    write_toy_dataset(tmp_path / "a", 3, seed=1, frames=5, world="w0", val_fraction=0.0)
+    write_toy_dataset(tmp_path / "elsewhere" / "b", 2, seed=2, frames=5, world="w12", val_fraction=0.0)
+    dest = tmp_path / "merged" / "manifest.jsonl"
+    merge_manifests(dest, {"w0": tmp_path / "a", "w12": tmp_path / "elsewhere" / "b"})
+    rows = [json.loads(line) for line in dest.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["w0-toy-000000", "w0-toy-000001", "w0-toy-000002", "w12-toy-000000",
+                                       "w12-toy-000001"]
+    assert [r["tags"][-1] for r in rows] == ["world-w0"] * 3 + ["world-w12"] * 2
+    manifest = read_manifest(dest, 4, check_files=True)  # every path resolves from the merged folder
+    assert manifest.total_rows == 5 and not manifest.problems
+    before = dest.stat().st_mtime_ns
+    merge_manifests(dest, {"w0": tmp_path / "a", "w12": tmp_path / "elsewhere" / "b"})
+    assert dest.stat().st_mtime_ns == before  # unchanged content is not rewritten
 
 
 def test_init_adapter_keeps_the_proxy_tokens_under_each_arms_settings(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 from mvs2v_core.errors import MVS2VError
 from mvs2v_toy.dataset import write_toy_dataset
 from mvs2v_toy.truth import load_truth, truth_from_scene
+from mvs2v_toy.args import WORLD_NAMES
 from mvs2v_toy.world import PALETTE, ToyScene, WORLDS, caption_for, world_spec
 
 
@@ -19,7 +20,7 @@ def scenes(world: str, n: int, frames: int = 9) -> list[ToyScene]:
     return [spec.sample(np.random.default_rng([7, i]), frames) for i in range(n)]
 
 
-@pytest.mark.parametrize("world", ["w1", "w2"])
+@pytest.mark.parametrize("world", ["w0", "w1", "w2"])
 def test_captions_name_no_object_colour(world: str) -> None:
     for scene in scenes(world, 20):
         caption = caption_for(scene)
@@ -85,4 +86,19 @@ def test_world_errors_are_one_line() -> None:
         world_spec("w3")
     with pytest.raises(MVS2VError, match="classic toy world renders centred references"):
         write_toy_dataset("/nonexistent", 1, world="classic", reference_camera="video")
-    assert set(WORLDS) == {"classic", "w1", "w2", "w12"}
+    assert set(WORLDS) == {"classic", "w0", "w1", "w2", "w12"} == set(WORLD_NAMES)
+
+
+W1_FIRST = ("left", "right", "quickly", "yellow")  # W1 scene [7, 0] before W0 existed
+
+
+def test_w0_is_the_calibration_world_and_w1_scenes_are_unchanged() -> None:
+    """W0: one cube from its front turning left 180 degrees, hidden colours still random; adding the
+    ``directions`` choice must not move W1's held-out scenes (the bench's scene i is fixed by its seed)."""
+    w0 = scenes("w0", 12)
+    assert {(o.start_view, o.direction, o.speed) for s in w0 for o in s.objects} == {("front", "left", "")}
+    assert len({s.objects[0].colours["back"] for s in w0}) > 3
+    w1 = scenes("w1", 40)
+    assert {o.direction for s in w1 for o in s.objects} == {"left", "right"}
+    first = w1[0].objects[0]
+    assert (first.start_view, first.direction, first.speed, first.colours["front"]) == W1_FIRST
