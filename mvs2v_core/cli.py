@@ -20,7 +20,7 @@ from .errors import CheckpointError, MVS2VError
 from .references.layout import is_view_label, parse_view_label
 from .references.settings import (EmptySlotMode, Placement, RefAttention, ReferenceSettings, RefTimestep, SchemeName,
                                  option_values)
-from .sampling import SOLVER_NAMES
+from .sampling import FUSE_METHODS, SOLVER_NAMES
 
 DTYPES = ("bf16", "fp16", "fp32")  # names resolve_device understands
 CLI_ENTRY_POINTS = "mvs2v.cli"
@@ -130,6 +130,15 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
                    help="write RGB H.264 at qp 0 (exact colours; default: the codec's lossless_output, on for the toy "
                         "codec, whose metrics need it)")
     g.add_argument("--save-latents", action="store_true", help="also write the final latents next to the video (.safetensors)")
+    g = p.add_argument_group("long videos: context windows (see docs/long_videos.md)")
+    g.add_argument("--context-frames", type=int, metavar="N",
+                   help="run the DiT on windows of N video frames (4n+1, like --frames; e.g. 81) and blend them; "
+                        "every window sees the references at the same positions (default: one pass over the video)")
+    g.add_argument("--context-overlap", type=int, metavar="N",
+                   help="video frames two windows share, N // 4 latent frames as in ComfyUI's Wan node "
+                        "(default: a third of the window's latent frames: 7 for 81)")
+    g.add_argument("--context-fuse", choices=FUSE_METHODS, default=FUSE_METHODS[0],
+                   help=f"how overlapping windows are blended (default {FUSE_METHODS[0]}, as ComfyUI)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,7 +245,8 @@ def settings_from_args(args: argparse.Namespace):
         prompt=args.prompt, negative_prompt=args.negative_prompt, width=args.width, height=args.height,
         frames=args.frames, steps=args.steps, seed=args.seed, shift=args.shift, solver=args.solver,
         ref_scale=args.ref_scale, text_scale=args.text_scale, max_batch_passes=args.max_batch_passes,
-        check_memory=not args.skip_memory_check,
+        check_memory=not args.skip_memory_check, context_frames=args.context_frames,
+        context_overlap=args.context_overlap, context_fuse=args.context_fuse,
     )
 
 
@@ -267,6 +277,19 @@ def _sampling_bar(steps: int):
     return bar, on_step
 
 
+def _print_context_windows(pipe, settings) -> None:
+    """One line saying how the video is windowed (checks the window's form for this VAE first)."""
+    pipe.check_size(settings)
+    windows = pipe.context_windows(settings)
+    if windows is None:
+        return
+    frames = pipe.latent_shape(settings)[2]
+    plan = windows.schedule(frames)
+    spans = " ".join(f"{w.start}-{w.stop - 1}" for w in plan)
+    print(f"context windows: {len(plan)} of {len(plan[0])} latent frames (overlap {windows.overlap}, "
+          f"{windows.fuse}) over {frames}: {spans}")
+
+
 def run_generate(args: argparse.Namespace) -> dict:
     """``mvs2v generate``: flags -> pipeline API -> video file; returns the timings and output paths."""
     from dataclasses import replace
@@ -286,6 +309,7 @@ def run_generate(args: argparse.Namespace) -> dict:
     settings = replace(settings, references=references)
     _quiet_library_progress_bars()
     pipe = MVS2VPipeline.from_files(replace(files, adapter=adapter), device=args.device, dtype=args.dtype)
+    _print_context_windows(pipe, settings)
     bar, on_step = _sampling_bar(args.steps)
     try:
         result = pipe.generate(settings, subjects, progress=on_step)

@@ -102,12 +102,9 @@ class ReferenceInjection:
         self._freqs: torch.Tensor | None = None
 
     # ---- pieces --------------------------------------------------------------------------------
-    def position_ids(self, plan: ReferenceTokenPlan, transformer_options: dict,
-                     ref_plan: ReferenceTokenPlan | None = None) -> torch.Tensor:
-        """The plan's ids; with ``ref_plan`` (same slots, a longer video) the reference rows come from it."""
+    def position_ids(self, plan: ReferenceTokenPlan, transformer_options: dict) -> torch.Tensor:
+        """The plan's ids (references placed after ``plan.reference_frames``), with any rope options applied."""
         ids = plan.position_ids()
-        if ref_plan is not None and ref_plan.grid != plan.grid:
-            ids = torch.cat([ids[: plan.num_video_tokens], ref_plan.position_ids()[ref_plan.num_video_tokens :]])
         rope = transformer_options.get("rope_options")
         if rope:  # ModelPatcher.set_model_rope_options (2026): the same scale/shift on every token
             scale = torch.tensor([rope.get("scale_t", 1.0), rope.get("scale_y", 1.0), rope.get("scale_x", 1.0)])
@@ -115,21 +112,19 @@ class ReferenceInjection:
             ids = ids * scale + shift
         return ids
 
-    def freqs(self, model: Any, plan: ReferenceTokenPlan, device: torch.device, transformer_options: dict,
-              ref_plan: ReferenceTokenPlan | None = None) -> torch.Tensor:
-        """The model's own ``rope_embedder`` over the plan's position ids, cached per grid."""
+    def freqs(self, model: Any, plan: ReferenceTokenPlan, device: torch.device,
+              transformer_options: dict) -> torch.Tensor:
+        """The model's own ``rope_embedder`` over the plan's position ids, cached per grid and reference basis."""
         rope = transformer_options.get("rope_options")
-        ref_grid = ref_plan.grid if ref_plan is not None else None
-        key = (plan.grid, ref_grid, str(device), tuple(sorted(rope.items())) if rope else None)
+        key = (plan.grid, plan.reference_frames, str(device), tuple(sorted(rope.items())) if rope else None)
         if key != self._freqs_key or self._freqs is None:
-            ids = self.position_ids(plan, transformer_options, ref_plan).to(device)
+            ids = self.position_ids(plan, transformer_options).to(device)
             self._freqs = model.rope_embedder(ids[None]).movedim(1, 2)
             self._freqs_key = key
         return self._freqs
 
-    def window_reference_plan(self, grid: tuple[int, int, int], pt: int,
-                              transformer_options: dict) -> ReferenceTokenPlan | None:
-        """Under context windows: the plan whose reference rows every window shares, else None.
+    def reference_frames(self, grid: tuple[int, int, int], pt: int, transformer_options: dict) -> int | None:
+        """Under context windows: the frames (in patches) every window places the references after, else None.
 
         The window's own video keeps ``grid`` (positions from 0, timesteps and tokens per window); only
         the reference positions are taken as if the video had the longest window's frames, so they do
@@ -139,8 +134,7 @@ class ReferenceInjection:
         frames = transformer_options.get(WINDOW_FRAMES_KEY)
         if not frames or transformer_options.get(CONTEXT_WINDOW_KEY) is None:
             return None  # not a windowed call: the references follow this call's whole video
-        basis = max(grid[0], math.ceil(int(frames) / pt))
-        return ReferenceTokenPlan.build((basis, grid[1], grid[2]), self.layout, self.settings)
+        return max(grid[0], math.ceil(int(frames) / pt))
 
     def _block_patches(self, transformer_options: dict, num_blocks: int, freqs: torch.Tensor,
                        plan: ReferenceTokenPlan) -> dict:
@@ -210,9 +204,9 @@ class ReferenceInjection:
             refs = refs * g.reshape(b, 1, 1, 1, 1)
         pt, ph, pw = model.patch_size
         grid = (math.ceil(f / pt), math.ceil(h / ph), math.ceil(w / pw))
-        plan = ReferenceTokenPlan.build(grid, self.layout, self.settings)
-        ref_plan = self.window_reference_plan(grid, pt, transformer_options)
-        freqs = self.freqs(model, plan, x.device, transformer_options, ref_plan)
+        plan = ReferenceTokenPlan.build(grid, self.layout, self.settings,
+                                        reference_frames=self.reference_frames(grid, pt, transformer_options))
+        freqs = self.freqs(model, plan, x.device, transformer_options)
         opts = self._block_patches(transformer_options, len(model.blocks), freqs, plan)
         return executor(x, plan.timesteps(timestep), context, clip_fea, refs, opts, **kwargs)
 

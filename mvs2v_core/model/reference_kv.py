@@ -22,8 +22,9 @@ class ReferenceKV:
 
     Attributes:
         blocks: one ``(k, v)`` per DiT block, each ``[B, heads, Lr, head_dim]`` (RoPE applied to ``k``).
-        grid: ``(F, H, W)`` of the video in patches they were computed for (reference positions
-            depend on the video's length under most schemes, so another grid needs another cache).
+        grid: ``(F, H, W)`` in patches the reference positions were computed for: the video's grid, or
+            with ``reference_frames`` (context windows) the window length for F (reference positions
+            depend on that length under most schemes, so another grid needs another cache).
     """
 
     blocks: tuple[tuple[torch.Tensor, torch.Tensor], ...]

@@ -398,7 +398,8 @@ class WanDiT(nn.Module):
                           device: torch.device) -> tuple[ReferenceTokenPlan, torch.Tensor]:
         """The shared :class:`ReferenceTokenPlan` and the kept slots as tokens ``[B, Lr, dim]``: embedded with
         the model's own Conv3d, empty slots replaced by proxy vectors (the ComfyUI patch runs the same plan)."""
-        plan = ReferenceTokenPlan.build(grid, refs.layout, refs.settings, refs.sample_layouts)
+        plan = ReferenceTokenPlan.build(grid, refs.layout, refs.settings, refs.sample_layouts,
+                                        self.reference_frames(refs))
         if refs.latents.shape[0] != batch or refs.latents.shape[1] != self.config.in_dim:
             raise MVS2VError(
                 f"reference latents {tuple(refs.latents.shape)} do not match the video latents "
@@ -411,6 +412,18 @@ class WanDiT(nn.Module):
                 f"{grid[1]}x{grid[2]}: letterbox the references to the video's width and height"
             )
         return plan, plan.fill_proxies(ref_tok.flatten(1, 3), refs.proxy_tokens, start=0)
+
+    def reference_frames(self, refs: ReferenceConditioning) -> int | None:
+        """``refs.reference_frames`` (latent frames) in patches, or None: where the references are placed."""
+        if refs.reference_frames is None:
+            return None
+        return math.ceil(refs.reference_frames / self.config.patch_size[0])
+
+    def reference_grid(self, refs: ReferenceConditioning, grid: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The grid the reference positions are computed for: ``grid`` with ``refs.reference_frames`` frames
+        when given. What a cached-reference entry depends on besides the latents (not the video's length)."""
+        frames = self.reference_frames(refs)
+        return (int(grid[0]) if frames is None else frames, int(grid[1]), int(grid[2]))
 
     def _append_references(
         self, tokens: torch.Tensor, timestep: torch.Tensor, grid: tuple[int, int, int], refs: ReferenceConditioning
@@ -438,7 +451,8 @@ class WanDiT(nn.Module):
         The reference tokens run through the blocks on their own: timestep 0, self-attention among
         themselves, no text. The result is valid for every step and guidance pass of a generation with
         these reference latents (see :mod:`mvs2v_core.model.reference_kv`); it is differentiable, so
-        the trainer computes it inside each training forward.
+        the trainer computes it inside each training forward. With ``refs.reference_frames`` the
+        references are placed after that many frames, so one cache serves every context window.
         """
         if not refs.settings.cached:
             raise MVS2VError("reference keys/values can be cached only with reference attention 'cached' "
@@ -446,13 +460,13 @@ class WanDiT(nn.Module):
         b = refs.latents.shape[0]
         device = self.patch_embedding.weight.device
         plan, r = self._reference_tokens(refs, grid, b, device)
-        cos, sin = self._rope(plan.position_ids()[plan.num_video_tokens:], device)
+        cos, sin = self._rope(plan.reference_position_ids(), device)
         e, _ = self._time_modulation(torch.zeros(b, device=device), r.shape[1])
         pairs, last = [], len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             r, kv = self._run_block(block.forward_reference, r, e, cos, sin, i < last)
             pairs.append(kv)
-        return ReferenceKV(tuple(pairs), tuple(int(g) for g in grid))  # type: ignore[arg-type]
+        return ReferenceKV(tuple(pairs), plan.reference_grid)
 
     def forward(
         self,
@@ -473,7 +487,8 @@ class WanDiT(nn.Module):
             clip_fea: CLIP features ``[B, 257, image_dim]`` for I2V models.
             refs: reference slots, layout and position scheme; None for plain T2V.
             ref_cache: under ``ref_attention = cached``, the keys/values :meth:`reference_cache` made for
-                these references and this video size (computed here when None).
+                these references and this reference grid (:meth:`reference_grid`: the video's size, or
+                the window length under ``refs.reference_frames``); computed here when None.
 
         Returns:
             Velocity ``[B, out_dim, F, H, W]`` for the video frames only.
@@ -496,7 +511,7 @@ class WanDiT(nn.Module):
         cache = None
         if refs is not None and refs.settings.cached:  # video tokens only; references come as keys/values
             cache = ref_cache if ref_cache is not None else self.reference_cache(refs, grid)
-            cache.check(grid, b, len(self.blocks))
+            cache.check(self.reference_grid(refs, grid), b, len(self.blocks))
             pos = video_position_ids(grid)
         elif refs is None:
             if ref_cache is not None:

@@ -39,6 +39,7 @@ from .generate import (
     SubjectInput,
     check_generation_settings,
     layout_for,
+    refuse_context_windows_in_batch,
 )
 from .memory import GB, REFUSE_RATIO, available_memory
 
@@ -175,6 +176,7 @@ def generate_batch(
         return []
     for s in settings:
         check_generation_settings(s)
+    refuse_context_windows_in_batch(settings)
     refs = [pipe.resolve_references(s.references) for s in settings]
     _check_shared(settings, refs)
     pipe.check_size(settings[0])

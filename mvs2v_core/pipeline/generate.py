@@ -27,6 +27,7 @@ from ..references.mfi import MFIProjector
 from ..references.settings import ReferenceSettings
 from ..sampling.guidance import CFGGuidance, Condition, Guidance, NoGuidance, PhantomGuidance, phantom_weights
 from ..sampling.sampler import make_noise, sample
+from ..sampling.windows import FUSE_METHODS, REFERENCE_FRAMES_KEY, ContextWindows, windowed_model_fn
 from .images import gray_image, letterbox, load_image, to_tensor
 from .memory import ForwardMemory, check_forward_memory, forward_memory, uses_math_attention
 
@@ -47,6 +48,12 @@ class GenerationSettings:
 
     ``ref_scale`` / ``text_scale`` are Phantom's three-pass scales (defaults 5.0 / 7.5, as Phantom);
     with no subjects, ``text_scale`` is a plain CFG scale.
+
+    Context windows (long videos, :mod:`~mvs2v_core.sampling.windows`): ``context_frames`` is the
+    window length in video frames (``4n + 1`` for the Wan VAE, like ``frames``; None: no windows),
+    ``context_overlap`` the overlap in video frames, turned into ``context_overlap // 4`` latent
+    frames as ComfyUI's Wan context-window node does (None: a third of the window's latent frames,
+    rounded down), ``context_fuse`` the blending (``pyramid`` or ``overlap-linear``).
     """
 
     prompt: str
@@ -63,6 +70,9 @@ class GenerationSettings:
     references: ReferenceSettings | None = None  # None: the adapter's settings, else the defaults
     max_batch_passes: int | None = None
     check_memory: bool = True  # refuse up front a size whose memory estimate is clearly above what is free
+    context_frames: int | None = None
+    context_overlap: int | None = None
+    context_fuse: str = FUSE_METHODS[0]
 
     def __post_init__(self) -> None:
         check_generation_settings(self)
@@ -122,6 +132,43 @@ def check_generation_settings(s: GenerationSettings) -> None:
         _require_number(name, getattr(s, name), 0.0, True, "1 turns guidance off; Phantom uses 5 and 7.5")
     if s.solver not in SOLVERS:
         raise MVS2VError(f"--solver {s.solver!r} is unknown: use one of {', '.join(sorted(SOLVERS))}")
+    check_context_settings(s)
+
+
+def check_context_settings(s: GenerationSettings) -> None:
+    """The context-window options alone (their form for the VAE is checked by :func:`context_windows`)."""
+    if s.context_frames is None:
+        if s.context_overlap is not None:
+            raise MVS2VError("--context-overlap was given without --context-frames: give the window length too "
+                             "(e.g. --context-frames 81), or drop --context-overlap")
+    else:
+        _require_int("context_frames", s.context_frames, 1)
+        if s.context_overlap is not None:
+            _require_int("context_overlap", s.context_overlap, 0)
+            if s.context_overlap >= s.context_frames:
+                raise MVS2VError(f"--context-overlap {s.context_overlap} must be shorter than the window "
+                                 f"(--context-frames {s.context_frames}): e.g. a third of it")
+    if s.context_fuse not in FUSE_METHODS:
+        raise MVS2VError(f"--context-fuse {s.context_fuse!r} is unknown: use one of {', '.join(FUSE_METHODS)}")
+
+
+def context_windows(s: GenerationSettings, temporal_factor: int) -> ContextWindows | None:
+    """The windows of ``s`` in latent frames for a VAE of ``temporal_factor``, or None without windows.
+
+    ``context_frames`` must be of the VAE's form ``temporal_factor * n + 1`` (as ``frames``); it maps to
+    ``n + 1`` latent frames, the overlap to ``context_overlap // temporal_factor`` (ComfyUI's rounding).
+    """
+    check_context_settings(s)
+    if s.context_frames is None:
+        return None
+    tf = temporal_factor
+    if (s.context_frames - 1) % tf:
+        lo = max(1, (s.context_frames - 1) // tf * tf + 1)
+        raise MVS2VError(f"--context-frames {s.context_frames} is not of the form {tf}n+1 that the VAE needs: "
+                         f"use {lo} or {lo + tf}")
+    length = 1 + (s.context_frames - 1) // tf
+    overlap = length // 3 if s.context_overlap is None else s.context_overlap // tf
+    return ContextWindows(length, overlap, s.context_fuse)
 
 
 def guidance_passes(settings: GenerationSettings, has_references: bool) -> int:
@@ -239,6 +286,13 @@ def check_video_size(width: int, height: int, frames: int, spatial_multiple: int
                 f"--{name} {v} must be a positive multiple of {spatial_multiple} for this VAE and model: "
                 f"use {down} or {down + spatial_multiple}"
             )
+
+
+def refuse_context_windows_in_batch(settings: Sequence[GenerationSettings]) -> None:
+    """Batched generation has no context windows yet: refuse them rather than sample without them."""
+    if any(s.context_frames is not None for s in settings):
+        raise MVS2VError("context windows (--context-frames) are not supported by batched generation yet: "
+                         "generate long videos one at a time with MVS2VPipeline.generate")
 
 
 def layout_for(subjects: Sequence[SubjectInput], slots_per_subject: int) -> ReferenceLayout:
@@ -459,7 +513,7 @@ class MVS2VPipeline:
         t0 = time.perf_counter()
         enc = self.encode_conditioning(s, subjects, layout, timings)
         guidance = self._guidance(s, enc.context, enc.negative, enc.ref_latents, enc.neg_ref, enc.neg_noref)
-        model_fn = self._model_fn(refs, layout)
+        model_fn = self._model_fn(refs, layout, self.context_windows(s))
         noise = make_noise(self.latent_shape(s), s.seed, device=self.device)
 
         step_times: list[float] = []
@@ -484,9 +538,20 @@ class MVS2VPipeline:
         return GenerationResult(frames, latents.cpu(), layout, timings)
 
     def check_size(self, s: GenerationSettings) -> None:
-        """Refuse a width, height or frame count this VAE and patch size cannot take (one line, before any work)."""
+        """Refuse a width, height, frame count or context window this VAE and patch size cannot take (one line,
+        before any work)."""
         ph, pw = self.dit.config.patch_size[1:]
         check_video_size(s.width, s.height, s.frames, self.vae.spatial_factor * max(ph, pw), self.vae.temporal_factor)
+        self.context_windows(s)
+
+    def context_windows(self, s: GenerationSettings) -> ContextWindows | None:
+        """``s``'s context windows in latent frames (:func:`context_windows`), checked against the patch size."""
+        windows = context_windows(s, self.vae.temporal_factor)
+        pt = self.dit.config.patch_size[0]
+        if windows is not None and (windows.length % pt or windows.overlap % pt):
+            raise MVS2VError(f"context windows of {windows.length} latent frames with overlap {windows.overlap} do "
+                             f"not split into this DiT's temporal patches of {pt}: use multiples of {pt} latent frames")
+        return windows
 
     def latent_shape(self, s: GenerationSettings) -> tuple[int, int, int, int, int]:
         """``[1, C, f, h, w]``: the latents (and the noise) of one video of ``s``'s size."""
@@ -509,7 +574,11 @@ class MVS2VPipeline:
         pt, ph, pw = cfg.patch_size
         per_frame = (s.height // sf // ph) * (s.width // sf // pw)
         slots = len(layout.kept_slots(references.empty_slot_mode)) if layout is not None else 0
-        tokens = (1 + (s.frames - 1) // tf) // pt * per_frame
+        frames = 1 + (s.frames - 1) // tf
+        windows = self.context_windows(s)
+        if windows is not None:  # one window per model call (the blended output is one latent, not counted)
+            frames = min(frames, windows.length)
+        tokens = frames // pt * per_frame
         cached = slots * per_frame if references.cached else 0
         tokens += 0 if references.cached else slots * per_frame
         passes = guidance_passes(s, layout is not None)
@@ -546,9 +615,12 @@ class MVS2VPipeline:
             max_batch_passes=s.max_batch_passes,
         )
 
-    def _model_fn(self, references: ReferenceSettings, layout: ReferenceLayout | None):
+    def _model_fn(self, references: ReferenceSettings, layout: ReferenceLayout | None,
+                  windows: ContextWindows | None = None):
         """``(x, t, cond) -> v``; under cached references, each distinct set of reference latents has its
-        keys/values computed once per generation (this closure) and reused at every step."""
+        keys/values computed once per generation (this closure) and reused at every step. With ``windows``
+        the DiT runs per context window (:func:`windowed_model_fn`), the references placed after the
+        window length in every window, so one cache serves every window too."""
         dit = self.dit
         dtype = dit.dtype
         memo = ReferenceKVMemo() if references.cached else None
@@ -557,11 +629,13 @@ class MVS2VPipeline:
             refs, cache = None, None
             if cond.get("ref_latents") is not None:
                 refs = ReferenceConditioning(
-                    cond["ref_latents"].to(dtype), layout, references, self.proxy_tokens  # type: ignore[arg-type]
+                    cond["ref_latents"].to(dtype), layout, references, self.proxy_tokens,  # type: ignore[arg-type]
+                    reference_frames=cond.get(REFERENCE_FRAMES_KEY),
                 )
                 if memo is not None:
-                    grid = dit.patch_grid(x.shape)
-                    cache = memo.get(refs.latents, grid, lambda: dit.reference_cache(refs, grid))
+                    grid = dit.patch_grid(x.shape)  # the cache is keyed by where the references sit, not the window
+                    basis = dit.reference_grid(refs, grid)
+                    cache = memo.get(refs.latents, basis, lambda: dit.reference_cache(refs, grid))
             return dit(x.to(dtype), t, cond["context"].to(dtype), refs=refs, ref_cache=cache).float()
 
-        return model_fn
+        return model_fn if windows is None else windowed_model_fn(model_fn, windows)

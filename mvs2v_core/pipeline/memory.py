@@ -8,7 +8,9 @@ generation (the VAE decode of real Wan VAEs is not counted; the weights are not 
 the check runs after the models are loaded, so they are already gone from what is available).
 One forward holds ``batch`` = guidance passes in the call (3 for Phantom's guidance, 2 for CFG,
 unless ``max_batch_passes`` is lower) times ``tokens`` = video tokens
-``f * h * w / patch`` + the kept reference slots' ``slots * h * w / patch``. Per (pass, token):
+``f * h * w / patch`` + the kept reference slots' ``slots * h * w / patch``; under context windows
+(``--context-frames``) ``f`` is one window's latent frames, since each model call sees one window
+and every reference slot. Per (pass, token):
 
 * the attention phase of a block: about ``9 * dim`` float32 values: the residual stream, the
   normed and modulated input, q / k / v, their float32 RoPE temporaries and the attention output

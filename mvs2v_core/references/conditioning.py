@@ -32,6 +32,9 @@ class ReferenceConditioning:
         sample_layouts: one layout per sample when the samples of the batch fill different slots
             (``proxy`` / ``gray`` only: positions and token counts never depend on which slots are
             filled, so only the proxy fill differs); None when ``layout`` holds for every sample.
+        reference_frames: place the references as if the video had this many latent frames (>= the
+            call's own): every window of a long video passes the window length, so all windows see
+            the references at the same positions; None: after the call's own frames.
     """
 
     latents: torch.Tensor
@@ -39,6 +42,7 @@ class ReferenceConditioning:
     settings: ReferenceSettings
     proxy_tokens: torch.Tensor | None = None
     sample_layouts: tuple[ReferenceLayout, ...] | None = None
+    reference_frames: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.settings, ReferenceSettings):
@@ -54,6 +58,9 @@ class ReferenceConditioning:
                 f"{self.layout.slots_per_subject}); give one latent frame per slot, empty ones included"
             )
         check_proxy_tokens(self.layout, self.settings, self.proxy_tokens, "load an adapter that has them")
+        rf = self.reference_frames
+        if rf is not None and (isinstance(rf, bool) or not isinstance(rf, int) or rf < 1):
+            raise MVS2VError(f"reference_frames must be None or an integer >= 1 (latent frames), got {rf!r}")
         if self.sample_layouts is not None:
             self.sample_layouts = tuple(self.sample_layouts)
             if len(self.sample_layouts) != self.latents.shape[0]:
@@ -65,4 +72,5 @@ class ReferenceConditioning:
 
     def with_latents(self, latents: torch.Tensor) -> "ReferenceConditioning":
         """The same conditioning with other latents (e.g. zeros for the no-reference guidance pass)."""
-        return ReferenceConditioning(latents, self.layout, self.settings, self.proxy_tokens, self.sample_layouts)
+        return ReferenceConditioning(latents, self.layout, self.settings, self.proxy_tokens, self.sample_layouts,
+                                     self.reference_frames)

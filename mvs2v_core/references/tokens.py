@@ -9,6 +9,11 @@ Given the video's patch grid, the reference layout and the :class:`ReferenceSett
 * the position id of every token of the sequence (video rows, then reference rows), and
 * the timestep of every reference frame (the video's, or 0).
 
+With ``reference_frames = N`` the references are placed as if the video had ``N`` frames while the
+video rows stay this call's own: what every window of a long video needs (context windows), so
+that a window shorter than the others, or one with an extra leading frame, still sees the
+references at the positions every other window sees them.
+
 The sequence is always ``[video tokens | kept slot 0 | kept slot 1 | ...]``, each slot one latent
 frame of ``H*W`` patches. Both callers patch-embed the kept slots with the model's own Conv3d and
 append them after the video tokens; the plan does the rest, so the two agree by construction.
@@ -23,7 +28,7 @@ import torch
 
 from ..errors import MVS2VError
 from .layout import ReferenceLayout
-from .positions import build_position_ids
+from .positions import reference_position_ids, video_position_ids
 from .settings import EmptySlotMode, RefTimestep, ReferenceSettings
 
 
@@ -128,6 +133,8 @@ class ReferenceTokenPlan:
         settings: the reference settings.
         kept: slot indices (token order) that produce tokens.
         proxy_fill: ``(kept position, view index)`` per empty slot that becomes a proxy vector.
+        reference_frames: the video length (frames of the grid) the references are placed after;
+            ``grid[0]`` (None) unless :meth:`build` was given another.
     """
 
     grid: tuple[int, int, int]
@@ -136,25 +143,43 @@ class ReferenceTokenPlan:
     kept: tuple[int, ...]
     proxy_fill: tuple[tuple[int, int], ...]
     sample_proxy_fill: tuple[tuple[tuple[int, int], ...], ...] | None = None
+    reference_frames: int | None = None
 
     @classmethod
     def build(cls, grid: Sequence[int], layout: ReferenceLayout, settings: ReferenceSettings,
-              sample_layouts: Sequence[ReferenceLayout] | None = None) -> "ReferenceTokenPlan":
+              sample_layouts: Sequence[ReferenceLayout] | None = None,
+              reference_frames: int | None = None) -> "ReferenceTokenPlan":
         """The plan for ``layout``; ``sample_layouts`` (one per sample) lets the samples of one batch fill
         different slots under ``proxy`` / ``gray``, where every slot makes tokens at a position that does
-        not depend on which slots are filled: only the proxy fill differs per sample."""
+        not depend on which slots are filled: only the proxy fill differs per sample.
+
+        Args:
+            grid: ``(F, H, W)`` of this call's video, in patches.
+            reference_frames: place the references as if the video had this many frames (in the grid's
+                units, >= F); None: the call's own F. The video rows, timesteps and token counts stay F's.
+        """
         if layout.slots_per_subject != settings.slots_per_subject:
             raise MVS2VError(
                 f"the reference layout has {layout.slots_per_subject} slots per subject but the settings say "
                 f"{settings.slots_per_subject}: build the layout with the settings' slot count"
             )
         f, h, w = (int(x) for x in grid)
+        basis = f if reference_frames is None else int(reference_frames)
+        if basis < f:
+            raise MVS2VError(f"references placed after {reference_frames} frames cannot follow a video of {f} "
+                             f"frames: give reference_frames >= the call's frames (the longest window)")
         kept = tuple(layout.kept_slots(settings.empty_slot_mode))
         per_sample = None
         if sample_layouts is not None:
             check_sample_layouts(layout, sample_layouts, settings)
             per_sample = tuple(tuple(proxy_slot_table(lay, settings)) for lay in sample_layouts)
-        return cls((f, h, w), layout, settings, kept, tuple(proxy_slot_table(layout, settings)), per_sample)
+        return cls((f, h, w), layout, settings, kept, tuple(proxy_slot_table(layout, settings)), per_sample, basis)
+
+    @property
+    def reference_grid(self) -> tuple[int, int, int]:
+        """``(reference_frames, H, W)``: the grid the reference positions are computed for."""
+        frames = self.grid[0] if self.reference_frames is None else self.reference_frames
+        return (frames, self.grid[1], self.grid[2])
 
     @property
     def tokens_per_frame(self) -> int:
@@ -178,8 +203,14 @@ class ReferenceTokenPlan:
         return latents[:, :, list(self.kept)]
 
     def position_ids(self, device: torch.device | str | None = None) -> torch.Tensor:
-        """``[L, 3]`` float32 ``(t, h, w)`` rows: the video's, then every kept slot's."""
-        return build_position_ids(self.grid, self.layout, self.settings.scheme, self.settings.empty_slot_mode, device)
+        """``[L, 3]`` float32 ``(t, h, w)`` rows: the video's (from 0), then every kept slot's, placed after
+        :attr:`reference_frames` frames (:meth:`reference_position_ids`)."""
+        return torch.cat([video_position_ids(self.grid, device), self.reference_position_ids(device)], dim=0)
+
+    def reference_position_ids(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """``[S_kept*H*W, 3]`` float32: the kept slots' rows alone (what the cached references need)."""
+        return reference_position_ids(self.reference_grid, self.layout, self.settings.scheme,
+                                      self.settings.empty_slot_mode, device)
 
     def fill_proxies(self, tokens: torch.Tensor, proxy_tokens: torch.Tensor | None,
                      start: int | None = None) -> torch.Tensor:

@@ -125,6 +125,18 @@ def four_view_prompt_nodes(size: int, frames: int) -> dict:
     p["b3"] = {"class_type": "ImageBatch", "inputs": {"image1": ["b2", 0], "image2": ["img_right", 0]}}
     return p
 
+def box_prompt(size: int, frames: int) -> dict:
+    """The tiny Wan2.1 test model ("model") and VAE ("vae"), :func:`four_view_prompt_nodes`, and the box's
+    MV-S2V Subject node ("box") over the four example views: the start of the planning tests' prompts."""
+    p = {
+        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": DIT_WAN21, "weight_dtype": "default"}},
+        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_WAN21}},
+    }
+    p.update(four_view_prompt_nodes(size, frames))
+    p["box"] = {"class_type": "MVS2VSubject", "inputs": {"images": ["b3", 0], "name": "box", "view_labels": "front,left,back,right", "frontal_view": -1}}
+    return p
+
+
 def second_subject_nodes(p: dict) -> list:
     """Adds the ball's four example views ("imgb_<view>") and their batch ("bb3") to prompt ``p``; returns
     an MV-S2V Subject node output for it ("subject_ball")."""

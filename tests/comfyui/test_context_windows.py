@@ -32,7 +32,7 @@ import json
 
 import pytest
 import torch
-from conftest import DIT_WAN21, VAE_WAN21, four_view_prompt_nodes, wan_context_windows_inputs
+from conftest import box_prompt, wan_context_windows_inputs
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -56,12 +56,7 @@ ROPE_ATOL = 1e-5  # ComfyUI forms the same angles (float32 ids x float64 frequen
 
 
 def _prompt(server) -> dict:
-    p = {
-        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": DIT_WAN21, "weight_dtype": "default"}},
-        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_WAN21}},
-    }
-    p.update(four_view_prompt_nodes(SIZE, FRAMES))
-    p["box"] = {"class_type": "MVS2VSubject", "inputs": {"images": ["b3", 0], "name": "box", "view_labels": "front,left,back,right", "frontal_view": -1}}
+    p = box_prompt(SIZE, FRAMES)
     p["refs"] = {"class_type": "MVS2VReferenceSet", "inputs": {"slots_per_subject": SLOTS, "empty_slot_mode": "gray", "subject_1": ["box", 0]}}
     p["enc"] = {"class_type": "MVS2VEncodeReferences", "inputs": {"vae": ["vae", 0], "references": ["refs", 0], "width": SIZE, "height": SIZE}}
     for tag, (schedule, overlap, apply_first) in SAMPLINGS.items():

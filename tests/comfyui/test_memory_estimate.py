@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DIT_WAN21, VAE_WAN21, four_view_prompt_nodes, second_subject_nodes, wan_context_windows_inputs
+from conftest import box_prompt, second_subject_nodes, wan_context_windows_inputs
 
 SIZE, FRAMES = 64, 29  # -> latent [1, 16, 8, 8, 8]: 8 latent frames of 4 x 4 = 16 patches
 WINDOW, OVERLAP = 17, 8  # video frames -> 5 latent frames per window, overlap 2
@@ -40,12 +40,7 @@ REL = 1e-9
 
 
 def _prompt(server) -> dict:
-    p = {
-        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": DIT_WAN21, "weight_dtype": "default"}},
-        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_WAN21}},
-    }
-    p.update(four_view_prompt_nodes(SIZE, FRAMES))
-    p["box"] = {"class_type": "MVS2VSubject", "inputs": {"images": ["b3", 0], "name": "box", "view_labels": "front,left,back,right", "frontal_view": -1}}
+    p = box_prompt(SIZE, FRAMES)
     ball = second_subject_nodes(p)
     for name, subjects in (("one", {"subject_1": ["box", 0]}), ("two", {"subject_1": ["box", 0], "subject_2": ball})):
         p[f"refs_{name}"] = {"class_type": "MVS2VReferenceSet", "inputs": {"slots_per_subject": SLOTS, "empty_slot_mode": "gray", **subjects}}
