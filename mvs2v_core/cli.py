@@ -1,4 +1,5 @@
-"""``mvs2v`` command line: ``generate`` a video from multi-view references, ``info``.
+"""``mvs2v`` command line: ``generate`` a video from multi-view references, ``info``, ``models``
+(the one command that downloads weights).
 
 Other packages add subcommands through the ``mvs2v.cli`` entry points (the toy world adds ``demo``,
 ``eval`` and ``toy-data``): each is called with the subparsers object and sets a ``handler``.
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import CheckpointError, MVS2VError
+from .models_hub.command import add_models_parser
 from .references.layout import is_view_label, parse_view_label
 from .references.settings import (EmptySlotMode, Placement, RefAttention, ReferenceSettings, RefTimestep, SchemeName,
                                  option_values)
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate_args(gen)
     info = sub.add_parser("info", help="print the config inferred from a DiT checkpoint or an adapter's metadata")
     info.add_argument("path")
+    add_models_parser(sub)
     _add_plugin_commands(sub)
     return parser
 
