@@ -6,6 +6,10 @@
 * :mod:`.report` -- the side-by-side strip and the metrics plot.
 * :mod:`.registry` -- THE metric registry: every metric and probe with the inputs and weights it
   needs; :func:`compute_metrics` runs those whose needs are met and says why the others did not.
+* :mod:`.faces` -- InsightFace detection + ArcFace embeddings from a local pack, head yaw from 5 landmarks.
+* :mod:`.motion` -- Farneback optical flow: motion amplitude and variation.
+* :mod:`.clip_scores` -- CLIP text-image alignment, the LAION aesthetic MLP.
+* :mod:`.real_metrics` -- the metrics of real videos in the registry (``docs/evaluation.md``).
 * :mod:`.stats` -- bootstrap confidence intervals over scenes (plain and paired).
 
 Metrics that need a ground truth (the toy world's face accuracy, crosstalk and causal probes,
@@ -26,6 +30,10 @@ _EXPORTS = {
     "Metric": ".registry", "MetricWeights": ".registry", "MetricNotApplicable": ".registry",
     "register_metric": ".registry", "get_metric": ".registry", "available_metrics": ".registry",
     "compute_metrics": ".registry", "format_metric_table": ".registry",
+    "FaceAnalyzer": ".faces", "DetectedFace": ".faces", "yaw_from_landmarks": ".faces", "yaw_bin": ".faces",
+    "optical_flow": ".motion", "motion_statistics": ".motion",
+    "CLIPTextImage": ".clip_scores", "AestheticMLP": ".clip_scores",
+    "REAL_METRIC_NAMES": ".real_metrics", "weights_from_root": ".real_metrics",
     "bootstrap_ci": ".stats", "paired_bootstrap_ci": ".stats", "ratio_bootstrap_ci": ".stats",
 }
 

@@ -139,6 +139,7 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+    _register_real_metrics()
     call_entry_points(ENTRY_POINT_GROUP, _register_if_new, "metrics")
 
 
@@ -279,3 +280,14 @@ _CORE_METRICS = (
 )
 for _metric in _CORE_METRICS:
     register_metric(_metric)
+
+
+def _register_real_metrics() -> None:
+    """Core's metrics of real videos (real_metrics.py, which imports this module), on the first look-up.
+
+    An explicit registration of the same name made before stays.
+    """
+    from .real_metrics import REAL_METRICS
+
+    for metric in REAL_METRICS:
+        register_metric(metric, replace=False)
