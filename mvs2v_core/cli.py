@@ -1,8 +1,10 @@
 """``mvs2v`` command line: ``generate`` a video from multi-view references, ``info``, ``models``
-(the one command that downloads weights).
+(the one command that downloads weights), ``eval`` (score a video with the one metric registry).
 
 Other packages add subcommands through the ``mvs2v.cli`` entry points (the toy world adds ``demo``,
-``eval`` and ``toy-data``): each is called with the subparsers object and sets a ``handler``.
+``toy-data`` and ``toy-bench``): each is called with the subparsers object and sets a ``handler``.
+``eval`` is core's; a plug-in adds a mode to it from the same entry point (the toy world's
+``--sample`` mode; see :mod:`mvs2v_core.evaluation.command`).
 
 Every user mistake ends in one line starting with ``error:`` and exit status 2, never a traceback.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import CheckpointError, MVS2VError
+from .evaluation.command import add_eval_parser
 from .models_hub.command import add_models_parser
 from .references.layout import is_view_label, parse_view_label
 from .references.settings import (EmptySlotMode, Placement, RefAttention, ReferenceSettings, RefTimestep, SchemeName,
@@ -151,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print the config inferred from a DiT checkpoint or an adapter's metadata")
     info.add_argument("path")
     add_models_parser(sub)
+    add_eval_parser(sub)  # before the plug-ins: they add their eval modes to it
     _add_plugin_commands(sub)
     return parser
 

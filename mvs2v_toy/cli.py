@@ -1,7 +1,10 @@
-"""The toy world's ``mvs2v`` subcommands: ``demo``, ``eval``, ``toy-data`` and ``toy-bench``.
+"""The toy world's ``mvs2v`` subcommands: ``demo``, ``toy-data`` and ``toy-bench``, and the toy mode of ``eval``.
 
-Core's parser calls :func:`register_commands` through the ``mvs2v.cli`` entry point. Only argparse
-is imported here (each command's module is imported when it runs), so ``mvs2v --help`` stays light.
+Core's parser calls :func:`register_commands` through the ``mvs2v.cli`` entry point. ``mvs2v eval``
+is core's command: the toy world adds its ``--sample`` mode to it through the parser's
+``add_eval_mode`` hook (a parser without that hook, e.g. a bare one, gets the toy ``eval`` command
+of old). Only argparse is imported here (each command's module is imported when it runs), so
+``mvs2v --help`` stays light.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 from .args import add_toy_dataset_args
 from .bench_args import add_bench_args
-from .eval_args import add_eval_args
+from .eval_args import TOY_MODE_HELP, add_eval_args, add_toy_eval_args
 
 __all__ = ["register_commands"]
 
@@ -43,8 +46,23 @@ def _run_toy_bench(args: argparse.Namespace) -> Any:
     return run_bench_cli(args)
 
 
+def _add_eval_mode(sub: argparse._SubParsersAction) -> None:
+    """The toy mode of core's ``mvs2v eval`` (``--sample``); without core's command, a toy ``eval`` of its own."""
+    core_eval = (getattr(sub, "choices", None) or {}).get("eval")
+    add_mode = getattr(core_eval, "add_eval_mode", None)
+    if add_mode is not None:
+        add_mode("toy", "sample", add_toy_eval_args, _run_eval, TOY_MODE_HELP)
+        return
+    evaluate = sub.add_parser(
+        "eval", help="score a generated video against a toy-world sample (S_v->r, S_r->v, PSNR, SSIM, face accuracy, "
+                     "crosstalk)")
+    add_eval_args(evaluate)
+    evaluate.set_defaults(handler=_run_eval)
+
+
 def register_commands(sub: argparse._SubParsersAction) -> None:
-    """Add ``demo``, ``eval``, ``toy-data`` and ``toy-bench`` to ``mvs2v``'s subparsers; each runs through its ``handler``."""
+    """Add ``demo``, ``toy-data``, ``toy-bench`` and the toy mode of ``eval`` to ``mvs2v``'s subparsers; each runs
+    through its ``handler``."""
     demo = sub.add_parser(
         "demo", help="generate a held-out toy-world scene from its multi-view references with the bundled toy model, "
                      "then score it against the ground truth (no downloads)"
@@ -56,11 +74,7 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--random-models", action="store_true",
                       help="the old demo: tiny RANDOM models made on the spot (the video is noise; checks the pipeline)")
     demo.set_defaults(handler=_run_demo)
-    evaluate = sub.add_parser(
-        "eval", help="score a generated video against a toy-world sample (S_v->r, S_r->v, PSNR, SSIM, face accuracy, "
-                     "crosstalk)")
-    add_eval_args(evaluate)
-    evaluate.set_defaults(handler=_run_eval)
+    _add_eval_mode(sub)
     toy_data = sub.add_parser("toy-data", help="write a toy-world dataset plus the toy codec and text encoder")
     add_toy_dataset_args(toy_data)
     toy_data.set_defaults(handler=_run_toy_data)

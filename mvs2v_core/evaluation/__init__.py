@@ -12,8 +12,11 @@
 * :mod:`.real_metrics` -- the metrics of real videos in the registry (``docs/evaluation.md``).
 * :mod:`.stats` -- bootstrap confidence intervals over scenes (plain and paired).
 
-Metrics that need a ground truth (the toy world's face accuracy, crosstalk and causal probes,
-``mvs2v eval``) live with that world, in ``mvs2v_toy``, and join the registry from there. See
+* :mod:`.command` -- ``mvs2v eval``: the real-video mode, and the hook through which a plug-in adds
+  its own mode (the toy world's ``--sample`` mode).
+
+Metrics that need a ground truth (the toy world's face accuracy, crosstalk and causal probes) live
+with that world, in ``mvs2v_toy``, and join the registry from there. See
 ``docs/toy_world.md`` for the exact definitions. The names below are imported on first use;
 matplotlib and transformers only inside the functions that need them.
 """
