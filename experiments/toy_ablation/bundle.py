@@ -54,10 +54,14 @@ def readme(info: dict[str, Any], record: dict[str, Any]) -> str:
     if not (record.get("bench") or {}).get("w2"):
         lines += ["", "W2: not scored yet (this run's W2 bench had not finished when it was bundled)."]
     data, init = info["dataset"], ", ".join(f"{k} {v}" for k, v in info["init_sha256"].items())
+    cur = info.get("curriculum")
+    first = (f"{cur['steps']} steps on the calibration world {cur['world'].upper()} ({cur['samples']} samples, seed "
+             f"{cur['seed']}), then " if cur else "")
+    main_steps = info["finetune_steps"] - (cur["steps"] if cur else 0)
     return f"""# The toy demo model of `mvs2v demo`
 
 A tiny Wan DiT ({info['parameters'] / 1e6:.2f} M parameters, width {d['dim']}, {d['num_layers']} blocks) fine-tuned
-for {info['finetune_steps']} steps on the hidden-colour toy worlds W1/W2 ({data['world']}, {data['samples']} samples,
+for {first}{main_steps} steps on the hidden-colour toy worlds W1/W2 ({data['world']}, {data['samples']} samples,
 seed {data['seed']}; `docs/toy_world.md`) as run `{info['run']}` of the ablation (`docs/ablation.md`):
 {info['config']['change']}. It started from the model with sha256 {init}.
 
