@@ -6,7 +6,7 @@ import argparse
 
 # The names of mvs2v_toy.world.WORLDS, spelled out: building the CLI parser must not import numpy
 # (tests/toy checks the two agree).
-WORLD_NAMES = ("classic", "w0", "w1", "w2", "w12")
+WORLD_NAMES = ("classic", "w0", "w0s", "w0sd", "w1", "w2", "w12")
 
 __all__ = ["add_toy_dataset_args"]
 

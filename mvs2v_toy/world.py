@@ -462,6 +462,12 @@ WORLDS: dict[str, WorldSpec] = {
     # hidden sides always come round in the same order), a first curriculum stage before W1.
     "w0": WorldSpec("w0", "one cube from its front, turning left 180 degrees; side colours only in the references",
                     0.0, **{**_HIDDEN, "start_views": ("front",), "speeds": ("",), "directions": ("left",)}),
+    # Graded steps from W0 to W1, one choice of W1 freed at a time (the graded curriculum of docs/ablation.md):
+    # the caption's start view decides which reference frame 0 shows, then its direction which comes next.
+    "w0s": WorldSpec("w0s", "W0 from a random start view: one cube turning left 180 degrees", 0.0,
+                     **{**_HIDDEN, "speeds": ("",), "directions": ("left",)}),
+    "w0sd": WorldSpec("w0sd", "W1 at one speed: random start view and direction, 180 degrees", 0.0,
+                      **{**_HIDDEN, "speeds": ("",)}),
     "w1": WorldSpec("w1", "one cube, random start view and turn; side colours only in the references", 0.0,
                     **_HIDDEN),
     "w2": WorldSpec("w2", "two cubes side by side (64x32) with independent hidden colours, W1's scale", 1.0,

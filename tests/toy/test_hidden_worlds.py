@@ -86,7 +86,7 @@ def test_world_errors_are_one_line() -> None:
         world_spec("w3")
     with pytest.raises(MVS2VError, match="classic toy world renders centred references"):
         write_toy_dataset("/nonexistent", 1, world="classic", reference_camera="video")
-    assert set(WORLDS) == {"classic", "w0", "w1", "w2", "w12"} == set(WORLD_NAMES)
+    assert set(WORLDS) == {"classic", "w0", "w0s", "w0sd", "w1", "w2", "w12"} == set(WORLD_NAMES)
 
 
 W1_FIRST = ("left", "right", "quickly", "yellow")  # W1 scene [7, 0] before W0 existed
@@ -102,3 +102,15 @@ def test_w0_is_the_calibration_world_and_w1_scenes_are_unchanged() -> None:
     assert {o.direction for s in w1 for o in s.objects} == {"left", "right"}
     first = w1[0].objects[0]
     assert (first.start_view, first.direction, first.speed, first.colours["front"]) == W1_FIRST
+
+
+def test_graded_worlds_free_one_choice_of_w1_at_a_time() -> None:
+    """W0 -> W0s (any start view) -> W0sd (any direction too) -> W1 (two speeds too)."""
+    def choices(world: str) -> list[set]:
+        objs = [o for s in scenes(world, 60) for o in s.objects]
+        return [{o.start_view for o in objs}, {o.direction for o in objs}, {o.speed for o in objs}]
+
+    views = {"front", "left", "back", "right"}
+    assert choices("w0s") == [views, {"left"}, {""}]
+    assert choices("w0sd") == [views, {"left", "right"}, {""}]
+    assert choices("w1") == [views, {"left", "right"}, {"", "quickly"}]
