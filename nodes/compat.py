@@ -32,6 +32,16 @@ What is used, and why it is public enough to rely on:
       which ``WanModel.forward_orig`` calls with ``{"img", "txt", "vec", "pe", "transformer_options"}``
       and ``{"original_block"}`` (identical in both versions);
     * ``WanModel.rope_embedder`` (``EmbedND``) turning ``[1, L, 3]`` ids into freqs, ``.movedim(1, 2)``;
+    * cached references (``ref_attention = cached``, :func:`wan_reference_keys_values`): the model's
+      ``patch_embedding`` / ``time_embedding`` / ``time_projection`` and ``comfy.ldm.wan.model.
+      sinusoidal_embedding_1d`` as ``WanModel.forward_orig`` uses them, and each ``WanAttentionBlock``'s
+      ``modulation`` (``[1, 6, dim]``, cast with ``model_management.cast_to``), ``norm1`` / ``norm2``,
+      ``self_attn(x, freqs, transformer_options=)`` and ``ffn``; and
+      ``transformer_options["optimized_attention_override"]`` (``attention.wrap_attn``, both versions:
+      called as ``override(func, q, k, v, heads=..., transformer_options=..., ...)`` in place of the
+      attention function ``func``). ``WanSelfAttention.forward`` makes the block's first attention call,
+      with ``q, k, v`` ``[B, L, heads * head_dim]`` and ``k`` RoPE'd; the cross-attention comes after it
+      (identical in both versions);
     * a conditioning's ``model_conds`` (kept by ``sampler_helpers.convert_cond``) carrying a
       ``comfy.conds.CONDRegular`` per sample, which reaches the diffusion model as a keyword;
     * ``comfy.samplers.KSAMPLER``, ``CFGGuider`` + ``calc_cond_batch`` (as ``Guider_DualCFG``),
@@ -63,6 +73,7 @@ from collections.abc import Callable
 from typing import Any
 
 import comfy.conds
+import comfy.ldm.common_dit
 import comfy.model_management
 import comfy.patcher_extension
 import comfy.sample
@@ -72,11 +83,11 @@ import comfy.utils
 import folder_paths
 import latent_preview
 import torch
-from comfy.ldm.wan.model import WanModel
+from comfy.ldm.wan.model import WanModel, sinusoidal_embedding_1d
 
 from ..mvs2v_core.errors import MVS2VError
 from ..mvs2v_core.model.config import WanConfig
-from .patch import WINDOW_FRAMES_KEY, shape_with_references
+from .patch import REFERENCE_KV_KEY, WINDOW_FRAMES_KEY, ReferenceKVCaches, shape_with_references
 
 CHECKED_COMFYUI_VERSIONS = ("0.3.64", "0.33.0")
 
@@ -221,7 +232,10 @@ class ReferencePlanning:
       frames every model call appends (see ``patch.shape_with_references``);
     * under context windows over time, it writes the most latent frames one window call gets into
       ``transformer_options[WINDOW_FRAMES_KEY]``, where the DIFFUSION_MODEL wrapper finds it on every
-      call and places the references after that many frames in every window.
+      call and places the references after that many frames in every window;
+    * it puts a fresh :class:`~.patch.ReferenceKVCaches` into ``transformer_options[REFERENCE_KV_KEY]``:
+      cached reference keys/values live exactly as long as this sampling run (every step and guidance
+      pass sees the same object: ComfyUI copies the options' dicts per call, not the values in them).
     """
 
     def __init__(self, reference_frames: int) -> None:
@@ -236,12 +250,119 @@ class ReferencePlanning:
             # already have cut noise_shape to one window. The patch uses it only in windowed calls.
             window_frames = windows[0]
             model_options.setdefault("transformer_options", {})[WINDOW_FRAMES_KEY] = windows[1]
+        if isinstance(model_options, dict):
+            model_options.setdefault("transformer_options", {})[REFERENCE_KV_KEY] = ReferenceKVCaches()
         shape = shape_with_references(noise_shape, self.reference_frames, window_frames)
         return executor(model, shape, conds, *args, **kwargs)
 
 
 def reference_wrappers(model_patcher: Any) -> list:
     return model_patcher.get_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
+
+
+# ---- cached references (ref_attention = cached) --------------------------------------------------
+
+ATTENTION_OVERRIDE_KEY = "optimized_attention_override"
+"""``transformer_options`` key ``attention.wrap_attn`` calls instead of the attention function (both versions)."""
+
+
+class _CaptureKeysValues:
+    """Attention override that keeps the keys/values of the call it sees (a reference self-attention)."""
+
+    def __init__(self, previous: Callable | None) -> None:
+        self.previous = previous
+        self.kv: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, func: Callable, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any,
+                 **kwargs: Any) -> torch.Tensor:
+        self.kv = (k, v)
+        if self.previous is not None:  # another node's override (an attention backend) still runs
+            return self.previous(func, q, k, v, *args, **kwargs)
+        return func(q, k, v, *args, **kwargs)
+
+
+class _ExtraKeysValues:
+    """Attention override of one block call: its first attention (the block's self-attention) also
+    attends to the cached reference keys/values ``[B, Lr, heads * head_dim]``; later calls (the text
+    cross-attention) run unchanged."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, previous: Callable | None) -> None:
+        self.k, self.v, self.previous = k, v, previous
+        self.used = False
+
+    def __call__(self, func: Callable, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any,
+                 **kwargs: Any) -> torch.Tensor:
+        if not self.used:
+            self.used = True
+            if k.ndim != 3 or k.shape[:2] != q.shape[:2] or k.shape[0] != self.k.shape[0]:
+                raise MVS2VError(
+                    f"cached references expected the Wan block's self-attention first (q and k {tuple(q.shape)}), "
+                    f"got k {tuple(k.shape)}: this ComfyUI ({comfyui_version()}) is not one of "
+                    f"{', '.join(CHECKED_COMFYUI_VERSIONS)}; use reference attention 'full' or update mvs2v"
+                )
+            k = torch.cat([k, self.k.to(k)], dim=1)
+            v = torch.cat([v, self.v.to(v)], dim=1)
+        if self.previous is not None:
+            return self.previous(func, q, k, v, *args, **kwargs)
+        return func(q, k, v, *args, **kwargs)
+
+
+def with_reference_keys_values(transformer_options: dict, kv: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    """A copy of one block call's ``transformer_options`` whose self-attention also sees ``kv``.
+
+    Args:
+        kv: the block's cached reference keys and values, ``[B, heads, Lr, head_dim]`` (keys RoPE'd).
+    """
+    k, v = (t.transpose(1, 2).flatten(2) for t in kv)  # a view when kv came from wan_reference_keys_values
+    opts = dict(transformer_options)
+    opts[ATTENTION_OVERRIDE_KEY] = _ExtraKeysValues(k, v, transformer_options.get(ATTENTION_OVERRIDE_KEY))
+    return opts
+
+
+def wan_reference_keys_values(model: WanModel, latents: torch.Tensor, freqs: torch.Tensor,
+                              fill: Callable[[torch.Tensor], torch.Tensor],
+                              transformer_options: dict) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Every block's reference keys/values, by ComfyUI's own modules (the cached mode's reference stream).
+
+    The reference tokens run alone, as ``WanDiT.reference_cache`` runs them: timestep 0, self-attention
+    among themselves (with ``freqs``, their RoPE), no text cross-attention, then the FFN.
+
+    Args:
+        latents: ``[B, C, S, h, w]`` kept reference slots, in the model's dtype.
+        freqs: ``[1, S*h'*w', 1, head_dim / 2, 2, 2]``, the model's ``rope_embedder`` over their ids.
+        fill: puts the proxy vectors into the embedded tokens ``[B, Lr, dim]`` (the plan's ``fill_proxies``).
+
+    Returns:
+        ``(k, v)`` per block, ``[B, heads, Lr, head_dim]``.
+    """
+    dtype = latents.dtype
+    x = comfy.ldm.common_dit.pad_to_patch_size(latents, model.patch_size)
+    r = model.patch_embedding(x.float()).to(dtype).flatten(2).transpose(1, 2)  # as forward_orig embeds
+    r = fill(r)
+    b, n = r.shape[:2]
+    t = torch.zeros(b, device=r.device)
+    e = model.time_embedding(sinusoidal_embedding_1d(model.freq_dim, t).to(dtype=dtype)).reshape(b, 1, -1)
+    e0 = model.time_projection(e).unflatten(2, (6, model.dim))  # [B, 1, 6, dim]
+    skip = ("patches", "patches_replace", ATTENTION_OVERRIDE_KEY)  # video-only patches; override composed below
+    base = {key: val for key, val in transformer_options.items() if key not in skip}
+    pairs, last = [], len(model.blocks) - 1
+    for i, block in enumerate(model.blocks):
+        capture = _CaptureKeysValues(transformer_options.get(ATTENTION_OVERRIDE_KEY))
+        mod = (comfy.model_management.cast_to(block.modulation, dtype=r.dtype, device=r.device).unsqueeze(0)
+               + e0).unbind(2)  # shift, scale, gate (attention), shift, scale, gate (FFN): [B, 1, dim] each
+        y = block.self_attn(torch.addcmul(mod[0], block.norm1(r), 1 + mod[1]), freqs,
+                            transformer_options={**base, ATTENTION_OVERRIDE_KEY: capture})
+        if capture.kv is None:
+            raise MVS2VError(f"block {i}'s self-attention made no attention call mvs2v could see: this ComfyUI "
+                             f"({comfyui_version()}) is not one of {', '.join(CHECKED_COMFYUI_VERSIONS)}; use "
+                             "reference attention 'full' or update mvs2v")
+        if i < last:  # the last block's output is never read, only its keys/values
+            r = torch.addcmul(r, y, mod[2])
+            r = torch.addcmul(r, block.ffn(torch.addcmul(mod[3], block.norm2(r), 1 + mod[4])), mod[5])
+        k, v = capture.kv
+        heads = int(model.num_heads)
+        pairs.append(tuple(t.reshape(b, n, heads, -1).transpose(1, 2) for t in (k, v)))
+    return tuple(pairs)  # type: ignore[return-value]
 
 
 # ---- conditioning --------------------------------------------------------------------------------

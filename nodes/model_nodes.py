@@ -10,6 +10,7 @@ from ..mvs2v_core.adapter import check_adapter, load_adapter, require_compatible
 from ..mvs2v_core.errors import AdapterMismatchError, MVS2VError
 from ..mvs2v_core.references.settings import (
     Placement,
+    RefAttention,
     ReferenceSettings,
     RefTimestep,
     SchemeName,
@@ -113,18 +114,23 @@ class ApplyMVS2V(io.ComfyNode):
                     "Timestep of the reference tokens: same as the video (how Phantom-Wan was trained) or zero "
                     "(clean references, for adapters trained that way)")),
                 Adapter.Input("adapter", optional=True, tooltip="From MV-S2V Load Adapter: proxy tokens for empty slots; its scheme and slots must match"),
+                io.Combo.Input("ref_attention", options=option_values(RefAttention), default=DEFAULTS.ref_attention.value,
+                               optional=True, tooltip=(
+                    "full = reference tokens attend to every token (Phantom-Wan); cached = they attend to references "
+                    "only, at timestep 0 (needs ref_timestep zero): their keys/values are computed once per "
+                    "generation. For adapters trained with cached; an approximation for full-trained models")),
             ],
             outputs=[io.Model.Output(display_name="model")],
         )
 
     @classmethod
     def execute(cls, model, encoded_references, scheme, gap, ref_gap, identity_gap, placement, ref_timestep,
-                adapter=None) -> io.NodeOutput:
+                adapter=None, ref_attention=DEFAULTS.ref_attention.value) -> io.NodeOutput:
         refs: support.EncodedReferences = encoded_references
         dm = compat.wan_diffusion_model(model)
         config = compat.wan_config(dm)
         settings = ReferenceSettings(slots_per_subject=refs.layout.slots_per_subject, empty_slot_mode=refs.empty_slot_mode,
-                                     ref_timestep=ref_timestep).with_overrides(
+                                     ref_timestep=ref_timestep, ref_attention=ref_attention).with_overrides(
             scheme=scheme, gap=gap, ref_gap=ref_gap, identity_gap=identity_gap, placement=placement)
         if refs.latents.shape[1] != config.in_dim:
             raise MVS2VError(

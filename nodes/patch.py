@@ -15,6 +15,14 @@ Per model call the wrapper
 4. extends per-frame / per-token timesteps (Wan 2.2) over the reference frames, or gives the
    references timestep 0 when asked.
 
+With cached references (``ref_attention = cached``) the references are not handed to ``_forward``:
+on the first call of a sampling run with given reference latents (and batch, gates, grid) the
+reference tokens run alone through the model's own modules at timestep 0, without the text
+(``compat.wan_reference_keys_values``), and every block's keys/values are kept in a
+``ReferenceKVMemo`` (core's; one per sampling run, see :class:`ReferenceKVCaches`). Every call then
+runs the video tokens only, each block's self-attention over ``[video keys | cached keys]``
+(``compat.with_reference_keys_values``): the computation of ``WanDiT.forward(..., ref_cache=)``.
+
 So the computation is the one of ``mvs2v_core.model.transformer.WanDiT.forward`` with references,
 run by ComfyUI's modules (attention backends, weight casting, LoRA patches, offloading).
 
@@ -33,6 +41,7 @@ from typing import Any
 import torch
 
 from ..mvs2v_core.errors import MVS2VError
+from ..mvs2v_core.model.reference_kv import ReferenceKV, ReferenceKVMemo
 from ..mvs2v_core.references.layout import ReferenceLayout
 from ..mvs2v_core.references.settings import ReferenceSettings
 from ..mvs2v_core.references.tokens import ReferenceTokenPlan, check_proxy_tokens
@@ -43,6 +52,27 @@ WINDOW_FRAMES_KEY = "mvs2v_window_frames"
 context windows (the longest window call), so every window places the references alike."""
 CONTEXT_WINDOW_KEY = "context_window"
 """ComfyUI's ``transformer_options`` key holding the current window; present only in windowed calls."""
+REFERENCE_KV_KEY = "mvs2v_reference_kv"
+"""``transformer_options`` key: the sampling run's :class:`ReferenceKVCaches` (written at PREPARE_SAMPLING)."""
+
+
+class ReferenceKVCaches:
+    """One sampling run's cached reference keys/values (``ref_attention = cached``).
+
+    One core :class:`ReferenceKVMemo` per (patch, diffusion model, rope options); inside it one cache per
+    distinct reference batch (gates, batch size) and reference grid, so every step and guidance pass of
+    the run reuses it. ``compat.ReferencePlanning`` puts a fresh one into ``transformer_options`` per
+    sampling run, so the keys/values never outlive it (nor see weights a later run patched differently);
+    a call made outside a sampler uses the patch's own.
+    """
+
+    def __init__(self) -> None:
+        self._memos: dict[tuple, ReferenceKVMemo] = {}
+
+    def memo(self, key: tuple) -> ReferenceKVMemo:
+        if key not in self._memos:
+            self._memos[key] = ReferenceKVMemo()
+        return self._memos[key]
 
 
 def shape_with_references(noise_shape: Any, ref_frames: int, window_frames: int | None = None) -> list:
@@ -90,9 +120,6 @@ class ReferenceInjection:
                 f"reference latents {tuple(latents.shape)} do not hold one frame per slot ({layout.num_slots} slots)"
             )
         check_proxy_tokens(layout, settings, proxy_tokens, "connect MV-S2V Load Adapter")
-        if settings.cached:  # refuse rather than run full attention under a cached-mode adapter's name
-            raise MVS2VError("cached references (reference attention 'cached') do not run in ComfyUI yet: generate "
-                             "with the mvs2v CLI, or use an adapter trained with full reference attention")
         self.layout = layout
         self.settings = settings
         self.kept = layout.kept_slots(settings.empty_slot_mode)
@@ -100,6 +127,9 @@ class ReferenceInjection:
         self.proxy_tokens = proxy_tokens.detach().float().cpu() if proxy_tokens is not None else None
         self._freqs_key: Any = None
         self._freqs: torch.Tensor | None = None
+        self._own_caches = ReferenceKVCaches()
+        self.kv_computations = 0
+        """How many times the cached mode computed reference keys/values (once per sampling run and batch)."""
 
     # ---- pieces --------------------------------------------------------------------------------
     def position_ids(self, plan: ReferenceTokenPlan, transformer_options: dict) -> torch.Tensor:
@@ -137,25 +167,31 @@ class ReferenceInjection:
         return max(grid[0], math.ceil(int(frames) / pt))
 
     def _block_patches(self, transformer_options: dict, num_blocks: int, freqs: torch.Tensor,
-                       plan: ReferenceTokenPlan) -> dict:
+                       plan: ReferenceTokenPlan, cached: tuple[ReferenceKV, Any] | None = None) -> dict:
+        """Options with a replacement of every block; ``cached``: ``(cache, attach)`` in the cached mode."""
         opts = dict(transformer_options)
         replace = dict(opts.get("patches_replace", {}))
         dit = dict(replace.get("dit", {}))
         for i in range(num_blocks):
-            dit[("double_block", i)] = self._block_patch(i, dit.get(("double_block", i)), freqs, plan)
+            dit[("double_block", i)] = self._block_patch(i, dit.get(("double_block", i)), freqs, plan, cached)
         replace["dit"] = dit
         opts["patches_replace"] = replace
         return opts
 
-    def _block_patch(self, index: int, inner: Any, freqs: torch.Tensor, plan: ReferenceTokenPlan):
-        # Block 0's input is the patch embedding: that is where empty slots become proxy vectors.
-        insert = index == 0 and bool(plan.proxy_fill)
+    def _block_patch(self, index: int, inner: Any, freqs: torch.Tensor, plan: ReferenceTokenPlan,
+                     cached: tuple[ReferenceKV, Any] | None = None):
+        # Block 0's input is the patch embedding: that is where empty slots become proxy vectors
+        # (in the cached mode the references were embedded and filled in the reference stream).
+        insert = index == 0 and bool(plan.proxy_fill) and cached is None
 
         def patch(args: dict, extra: dict) -> dict:
             args = dict(args)
             args["pe"] = freqs
             if insert:
                 args["img"] = plan.fill_proxies(args["img"], self.proxy_tokens)
+            if cached is not None:  # this block's self-attention also attends to its cached reference keys
+                cache, attach = cached
+                args["transformer_options"] = attach(args["transformer_options"], cache.blocks[index])
             if inner is not None:  # another node's replacement of this block still runs
                 return inner(args, extra)
             return extra["original_block"](args)
@@ -207,6 +243,34 @@ class ReferenceInjection:
         plan = ReferenceTokenPlan.build(grid, self.layout, self.settings,
                                         reference_frames=self.reference_frames(grid, pt, transformer_options))
         freqs = self.freqs(model, plan, x.device, transformer_options)
+        if self.settings.cached:
+            opts = self._cached_options(model, refs, plan, freqs, transformer_options)
+            return executor(x, timestep, context, clip_fea, None, opts, **kwargs)  # the video tokens alone
         opts = self._block_patches(transformer_options, len(model.blocks), freqs, plan)
         return executor(x, plan.timesteps(timestep), context, clip_fea, refs, opts, **kwargs)
+
+    def _cached_options(self, model: Any, refs: torch.Tensor, plan: ReferenceTokenPlan, freqs: torch.Tensor,
+                        transformer_options: dict) -> dict:
+        """The cached mode: the run's reference keys/values (computed on a miss) attached to every block.
+
+        Args:
+            refs: ``[B, C, S_kept, h, w]`` gated reference latents of this call; freqs: video then reference rows.
+        """
+        from . import compat  # ComfyUI internals; imported here so the patch loads without ComfyUI
+
+        n_video = plan.num_video_tokens
+        caches = transformer_options.get(REFERENCE_KV_KEY) or self._own_caches
+        rope = transformer_options.get("rope_options")
+        memo = caches.memo((id(self), id(model), tuple(sorted(rope.items())) if rope else None))
+
+        def compute() -> ReferenceKV:
+            self.kv_computations += 1
+            fill = lambda tokens: plan.fill_proxies(tokens, self.proxy_tokens, start=0)  # noqa: E731
+            pairs = compat.wan_reference_keys_values(model, refs, freqs[:, n_video:], fill, transformer_options)
+            return ReferenceKV(pairs, plan.reference_grid)
+
+        cache = memo.get(refs, plan.reference_grid, compute)
+        cache.check(plan.reference_grid, refs.shape[0], len(model.blocks))
+        return self._block_patches(transformer_options, len(model.blocks), freqs[:, :n_video], plan,
+                                   (cache, compat.with_reference_keys_values))
 

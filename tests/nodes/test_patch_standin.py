@@ -175,11 +175,3 @@ def test_patch_takes_positions_proxies_and_timesteps_from_the_shared_plan(dit, p
     with torch.no_grad():
         injection(Executor(StandInWanModel(dit)), x, torch.tensor([500.0]), context, None, None, {})
     assert calls == {"position_ids": 1, "fill_proxies": 1, "timesteps": 1}
-
-
-def test_cached_reference_settings_are_refused_in_comfyui(patch_module, pack):
-    """The patch has no cached-reference path yet: it must refuse, not run full attention silently."""
-    settings = ReferenceSettings(4, PositionScheme("ts"), "gray", "zero", "cached")
-    latents = torch.zeros(1, 4, LAYOUT.num_slots, 4, 4)
-    with pytest.raises(pack.mvs2v_core.errors.MVS2VError, match="cached references .* do not run in ComfyUI yet"):
-        patch_module.ReferenceInjection(latents, *pack_inputs(pack, settings), None)
