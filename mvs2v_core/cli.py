@@ -1,5 +1,6 @@
 """``mvs2v`` command line: ``generate`` a video from multi-view references, ``info``, ``models``
-(the one command that downloads weights), ``eval`` (score a video with the one metric registry).
+(the one command that downloads weights), ``eval`` (score a video with the one metric registry), ``bench``
+(models side by side on a case file: generate, score, leaderboard).
 
 Other packages add subcommands through the ``mvs2v.cli`` entry points (the toy world adds ``demo``,
 ``toy-data`` and ``toy-bench``): each is called with the subparsers object and sets a ``handler``.
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from .benchmarking.command import add_bench_parser
 from .errors import CheckpointError, MVS2VError
 from .evaluation.command import add_eval_parser
 from .models_hub.command import add_models_parser
@@ -155,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path")
     add_models_parser(sub)
     add_eval_parser(sub)  # before the plug-ins: they add their eval modes to it
+    add_bench_parser(sub)
     _add_plugin_commands(sub)
     return parser
 

@@ -30,7 +30,8 @@ from typing import Any, Callable
 from ..errors import MVS2VError
 
 __all__ = ["EVAL_FORMAT", "EvalMode", "EvalModes", "add_eval_parser", "run_eval_command", "real_eval_request",
-           "run_real_eval", "format_results", "WEIGHT_FLAGS"]
+           "run_real_eval", "format_results", "WEIGHT_FLAGS", "weights_from_args", "parse_metric_names",
+           "reason_with_flag", "registry_inputs", "json_ready"]
 
 EVAL_FORMAT = "mvs2v-eval-real"
 # weights input -> what the flag names (the folders are those of real_metrics' MetricWeights)
@@ -294,7 +295,7 @@ def _boxes(path: str | None, names: list[str]) -> dict[str, Any]:
     return out
 
 
-def _weights(args: argparse.Namespace) -> dict[str, Path | None]:
+def weights_from_args(args: argparse.Namespace) -> dict[str, Path | None]:
     """The weights folders: ``--eval-models ROOT``'s sub-folders, replaced by the single flags given."""
     from .real_metrics import weights_from_root
 
@@ -316,7 +317,7 @@ def _weights(args: argparse.Namespace) -> dict[str, Path | None]:
     return weights
 
 
-def _metric_names(text: str | None) -> list[str]:
+def parse_metric_names(text: str | None) -> list[str]:
     from .real_metrics import REAL_METRIC_NAMES
     from .registry import get_metric
 
@@ -346,14 +347,14 @@ def real_eval_request(args: argparse.Namespace) -> RealEvalRequest:
     request = RealEvalRequest(
         video=Path(args.video), out=Path(args.out), names=names, images=images, labels=labels,
         kinds=_kinds(args.kinds, names), boxes=_boxes(args.boxes, names), masks=_masks(args.masks, names),
-        prompt=args.eval_prompt, weights=_weights(args), max_frames=args.max_frames, device=args.eval_device,
-        metrics=_metric_names(args.metrics))
+        prompt=args.eval_prompt, weights=weights_from_args(args), max_frames=args.max_frames, device=args.eval_device,
+        metrics=parse_metric_names(args.metrics))
     _check_runnable(request)
     check_output_folder(args.out, "--out", ("metrics.json",))
     return request
 
 
-def _with_flag(reason: str) -> str:
+def reason_with_flag(reason: str) -> str:
     """A skip reason naming a registry input, with the flag that gives it."""
     for name, flag in INPUT_FLAGS.items():
         if reason.endswith(f"needs input {name}") or f"needs input {name}," in reason:
@@ -369,7 +370,7 @@ def _check_runnable(request: RealEvalRequest) -> None:
                **request.weights}
     reasons = [missing_requirement(get_metric(n), present) for n in request.metrics]
     if all(r is not None for r in reasons):
-        listed = "; ".join(_with_flag(f"{n}: {r}") for n, r in zip(request.metrics, reasons))
+        listed = "; ".join(reason_with_flag(f"{n}: {r}") for n, r in zip(request.metrics, reasons))
         raise MVS2VError(f"mvs2v eval: no metric can run: {listed}")
 
 
@@ -421,7 +422,7 @@ def _mask(path: Path, name: str, frames: int, width: int, height: int) -> Any:
     return np.stack([_mask_image(p, name, width, height) for p in files])
 
 
-def _inputs(request: RealEvalRequest) -> dict[str, Any]:
+def registry_inputs(request: RealEvalRequest) -> dict[str, Any]:
     """The registry's inputs: the video and references decoded, boxes and masks checked against the video."""
     import numpy as np
 
@@ -444,14 +445,14 @@ def _inputs(request: RealEvalRequest) -> dict[str, Any]:
     return inputs
 
 
-def _json_ready(x: Any) -> Any:
+def json_ready(x: Any) -> Any:
     """numpy / torch scalars and arrays as plain JSON; non-finite floats as None."""
     if isinstance(x, dict):
-        return {str(k): _json_ready(v) for k, v in x.items()}
+        return {str(k): json_ready(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_json_ready(v) for v in x]
+        return [json_ready(v) for v in x]
     if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):
-        return _json_ready(x.tolist())
+        return json_ready(x.tolist())
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
@@ -469,8 +470,8 @@ def _record(request: RealEvalRequest, video: Any, results: dict[str, Any], skipp
                      for n, imgs, lab, k in zip(request.names, request.images, request.labels, request.kinds)},
         "weights": {k: None if v is None else str(v) for k, v in request.weights.items()},
         "max_frames": request.max_frames,
-        "metrics": _json_ready(results),
-        "skipped": {n: _with_flag(r) for n, r in skipped.items()},
+        "metrics": json_ready(results),
+        "skipped": {n: reason_with_flag(r) for n, r in skipped.items()},
         "definitions": {n: get_metric(n).description for n in request.metrics},
     }
 
@@ -523,7 +524,7 @@ def run_real_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     request = real_eval_request(args)
     _quiet_library_progress_bars()  # transformers' loading bars would bury the table
-    inputs = _inputs(request)
+    inputs = registry_inputs(request)
     results, skipped = compute_metrics(inputs, request.metrics)
     record = _record(request, inputs["video"], results, skipped)
     target = request.out / "metrics.json"

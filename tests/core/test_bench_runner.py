@@ -1,0 +1,180 @@
+"""``mvs2v bench``: end to end on the shipped toy cases with the bundled model, resume, bad case files, and the
+ComfyUI mode against the fake server (tests/fake_comfyui.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mvs2v_core.benchmarking import runner
+from mvs2v_core.benchmarking.cases import load_cases
+from mvs2v_core.cli import main
+from mvs2v_core.errors import MVS2VError
+from tests.fake_comfyui import FakeComfyUI, Job
+
+REPO = Path(__file__).resolve().parents[2]
+CASES = REPO / "benchmarks" / "cases" / "toy" / "cases.jsonl"
+TOY = REPO / "mvs2v_toy" / "assets" / "toy_demo"
+MODELS = ["--model", f"toy={TOY}", "--model", f"no_adapter={TOY},adapter=none,scheme=vanilla"]
+
+
+def bench(out: Path, *extra: str) -> int:
+    return main(["bench", "--cases", str(CASES), "--out", str(out), "--steps", "2", "--device", "cpu", *extra])
+
+
+def test_shipped_cases_two_models_side_by_side(tmp_path, capsys):
+    assert bench(tmp_path, *MODELS) == 0
+    ids = [c.id for c in load_cases(CASES)]
+    assert len(ids) == 4
+    for model in ("toy", "no_adapter"):
+        for case in ids:
+            record = json.loads((tmp_path / "results" / model / f"{case}.json").read_text())
+            assert (tmp_path / record["video"]).is_file()
+            assert record["key"]["steps"] == 2 and record["generation"]["settings"]["steps"] == 2
+            assert record["metrics"]["motion_amplitude"]["value"] >= 0
+            assert "--dino-model" in record["skipped"]["s_v2r_dino"]  # no weights: skipped with the flag named
+    rows = list(csv.DictReader((tmp_path / "leaderboard.csv").open()))
+    assert {(r["model"], r["metric"]) for r in rows} >= {("toy", "motion_amplitude"), ("no_adapter", "motion_variation")}
+    for row in rows:
+        model, metric = row["model"], row["metric"]
+        values = [json.loads((tmp_path / "results" / model / f"{c}.json").read_text())["metrics"][metric]["value"]
+                  for c in ids]
+        assert float(row["mean"]) == pytest.approx(np.mean(values))
+        assert float(row["lo"]) <= float(row["mean"]) <= float(row["hi"]) and row["n"] == "4"
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "| toy |" in md and "| no_adapter |" in md and "s_v2r_dino: needs a DINOv2" in md
+    diffs = md.split("## Differences from toy")[1].split("## Metrics")[0]
+    amp = {m: [json.loads((tmp_path / "results" / m / f"{c}.json").read_text())["metrics"]["motion_amplitude"]["value"]
+               for c in ids] for m in ("toy", "no_adapter")}
+    assert f"| no_adapter | {np.mean(np.subtract(amp['no_adapter'], amp['toy'])):+.4g} [" in diffs
+    assert (tmp_path / "plots" / "motion_amplitude.png").read_bytes()[:4] == b"\x89PNG"
+    assert "cached" not in capsys.readouterr().out
+
+
+def test_interrupted_run_resumes_with_only_the_rest(tmp_path, monkeypatch, capsys):
+    real_run_one = runner.run_one
+    calls = []
+
+    def stop_after_first(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(args[2].id)
+        return real_run_one(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_one", stop_after_first)
+    assert bench(tmp_path, "--model", f"toy={TOY}") == 130
+    first = tmp_path / "results" / "toy" / "w1_scene0.json"
+    kept = first.read_bytes()
+    assert sorted(p.name for p in (tmp_path / "results" / "toy").iterdir()) == ["w1_scene0.json"]  # no partial file
+    assert not (tmp_path / "leaderboard.csv").exists()
+
+    done = []
+    monkeypatch.setattr(runner, "run_one", lambda *a, **k: done.append(a[2].id) or real_run_one(*a, **k))
+    capsys.readouterr()
+    assert bench(tmp_path, "--model", f"toy={TOY}") == 0
+    assert done == ["w1_scene1", "w1_scene2", "w1_scene3"]
+    assert first.read_bytes() == kept
+    assert "[1/4] toy / w1_scene0: cached" in capsys.readouterr().out
+    # Another --steps is another run: nothing is reused.
+    done.clear()
+    assert bench(tmp_path, "--model", f"toy={TOY}", "--steps", "1") == 0
+    assert len(done) == 4
+
+
+def _case(**over) -> dict:
+    case = {"id": "c1", "prompt": "a cube turns", "seed": 1,
+            "subjects": [{"name": "cube", "kind": "object", "views": [{"image": "front.png", "view": "front"}]}]}
+    case.update(over)
+    return case
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", r"line 1 is not JSON"),
+    (json.dumps(_case(subjects=[])), r"subjects: List should have at least 1 item"),
+    (json.dumps(_case(id="../escape")), r"id: String should match pattern"),
+    (json.dumps(_case(colour="red")), r"colour: Extra inputs are not permitted"),
+    (json.dumps(_case(frames=8)), r"frames 8 must be 4n\+1"),
+    (json.dumps(_case(subjects=[{"name": "a", "views": [{"image": "front.png", "view": "up"}]}])),
+     r"subjects.0.views.0.view: .*up"),
+    (json.dumps(_case(subjects=[{"name": "a", "kind": "dog", "views": [{"image": "front.png"}]}])),
+     r"subjects.0.kind: Input should be 'person' or 'object'"),
+    (json.dumps(_case(subjects=[{"name": "a", "views": [{"image": "missing.png"}]}])),
+     r"subject 'a': image missing.png does not exist"),
+    (json.dumps(_case()) + "\n" + json.dumps(_case()), r"case id 'c1' is used twice"),
+    ("", r"holds no case"),
+])
+def test_bad_case_files_are_one_line(tmp_path, line, message):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "front.png")
+    path = tmp_path / "cases.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(MVS2VError, match=message) as info:
+        load_cases(path)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_command_lines_are_one_line(tmp_path, capsys):
+    assert bench(tmp_path / "o") == 2
+    assert "needs models" in capsys.readouterr().err
+    assert bench(tmp_path / "o", "--model", f"toy={TOY}", "--comfyui", "http://127.0.0.1:1", "--workflow", "w.json") == 2
+    assert "not both" in capsys.readouterr().err
+    assert bench(tmp_path / "o", "--model", f"toy={TOY}", "--model", f"toy={TOY}") == 2
+    assert "given twice" in capsys.readouterr().err
+    assert bench(tmp_path / "o", "--model", f"toy={TOY},colour=red") == 2
+    assert "is not KEY=VALUE" in capsys.readouterr().err
+    assert bench(tmp_path / "o", "--model", f"toy={TOY}", "--steps", "0") == 2
+    assert "--steps 0 must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "videos").exists()
+
+
+def test_a_workflow_the_cases_cannot_fill_stops_before_any_upload(tmp_path, capsys):
+    workflow = tmp_path / "wf.json"
+    workflow.write_text(json.dumps({"load": {"class_type": "LoadImage", "inputs": {"image": "{{subject1_view0}}"}}}))
+    with FakeComfyUI() as fake:
+        assert main(["bench", "--cases", str(CASES), "--out", str(tmp_path / "o"), "--comfyui", fake.url,
+                     "--workflow", str(workflow)]) == 2
+    err = capsys.readouterr().err
+    assert "case w1_scene0 with --workflow" in err and "{{subject1_view0}} have no value" in err
+    assert fake.uploads == {} and not any(r[1] == "/prompt" for r in fake.requests)
+
+
+WORKFLOW = {
+    "load": {"class_type": "LoadImage", "inputs": {"image": "{{subject0_view0}}"}},
+    "save": {"class_type": "SaveImage", "inputs": {"images": ["load", 0], "filename_prefix": "{{prefix}}_s{{seed}}",
+                                                     "width": "{{width}}"}},
+}
+
+
+def test_comfyui_mode_uploads_fills_runs_downloads_and_scores(tmp_path):
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)) for i in range(5)]
+    anim = tmp_path / "anim.webp"
+    frames[0].save(anim, save_all=True, append_images=frames[1:], lossless=True, duration=100)
+    workflow = tmp_path / "wf_api.json"
+    workflow.write_text(json.dumps(WORKFLOW))
+    with FakeComfyUI() as fake:
+        fake.object_info["SaveImage"]["input"]["required"]["width"] = ["INT", {}]
+        prompts = []
+        fake.job = lambda p: prompts.append(p) or Job(0.1, {"save": {"images": [
+            {"filename": "out.webp", "subfolder": "mvs2v_bench", "type": "output"}]}})
+        fake.files[("output", "mvs2v_bench", "out.webp")] = anim.read_bytes()
+        assert main(["bench", "--cases", str(CASES), "--out", str(tmp_path / "out"), "--comfyui", fake.url,
+                     "--workflow", f"flat={workflow}", "--no-plots"]) == 0
+    assert len(prompts) == 4
+    assert prompts[0]["load"]["inputs"]["image"] == "mvs2v_bench/w1_scene0/cube/cube_front.png"
+    assert prompts[2]["save"]["inputs"]["filename_prefix"] == "mvs2v_bench/flat/w1_scene2_s2"
+    assert prompts[0]["save"]["inputs"]["width"] == 32  # a whole placeholder keeps the value's type
+    assert "mvs2v_bench/w1_scene3/cube/cube_right.png" in fake.uploads
+    record = json.loads((tmp_path / "out" / "results" / "flat" / "w1_scene0.json").read_text())
+    assert record["generation"]["outputs"] == ["out.webp"]
+    from mvs2v_core.pipeline.video_io import read_video
+
+    video = read_video(tmp_path / "out" / record["video"]).numpy()
+    assert video.shape == (5, 32, 32, 3) and int(video[4].mean()) == 160
+    assert record["metrics"]["motion_amplitude"]["value"] == pytest.approx(0.0, abs=1e-3)  # flat frames: no flow
