@@ -92,6 +92,7 @@ def test_the_toy_world_reaches_core_only_through_its_door():
 
 # package (top folder) -> the project packages it must not import
 LAYERS = {
+    "mvs2v_data": {"mvs2v_toy", "mvs2v_train", "nodes", "experiments"},  # core < data < toy < trainer
     "mvs2v_toy": {"mvs2v_train", "nodes", "experiments"},
     "train": {"nodes", "experiments"},
     "nodes": {"mvs2v_train", "experiments"},

@@ -15,7 +15,6 @@ all come from that contract, and :meth:`ReferencesSection.settings` is how the t
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -26,6 +25,7 @@ from typing import Annotated, Any, Callable, Literal, Mapping, get_args
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
+from mvs2v_core.config_errors import ConfigError, describe_validation_error, validation_problems
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.references.layout import parse_view_label
 from mvs2v_core.references.settings import (DEFAULT_EMPTY_SLOT_MODE, DEFAULT_GAP, DEFAULT_IDENTITY_GAP,
@@ -42,19 +42,6 @@ else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     except ImportError:  # pragma: no cover
         tomllib = None  # type: ignore[assignment]
-
-
-class ConfigError(MVS2VError):
-    """A config file that cannot be used as written: one line per problem, naming the key and the fix."""
-
-    def __init__(self, *problems: str, source: str = "") -> None:
-        self.problems = list(problems)
-        if len(problems) == 1:
-            message = problems[0]
-        else:
-            where = f" in {source}" if source else ""
-            message = f"{len(problems)} problems{where}:\n" + "\n".join(f"  {p}" for p in problems)
-        super().__init__(message)
 
 
 ViewPolicy = Literal["single", "single_or_full", "dropout", "full"]
@@ -616,100 +603,9 @@ def _trainable_problems(cfg: TrainConfig) -> list[str]:
     return problems
 
 
-# ---- pydantic errors -> one line per problem -------------------------------------------------------
-
-_MUST_BE = {
-    "int_type": "an integer", "int_from_float": "an integer", "int_parsing": "an integer",
-    "float_type": "a number", "float_parsing": "a number", "finite_number": "a finite number",
-    "bool_type": "true or false", "bool_parsing": "true or false", "string_type": "a string (in quotes)",
-    "list_type": "a list ([...])", "model_type": "a table (key = value lines)",
-    "model_attributes_type": "a table (key = value lines)", "dict_type": "a table (key = value lines)",
-}
-_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
-
-
-def _dotted(loc: tuple) -> str:
-    """``('stages', 2, 'filter', 'tags')`` -> ``stages[2].filter.tags``."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _table_at(loc: tuple) -> Any:
-    """The table model whose keys sit at ``loc`` (list indices skipped), or None."""
-    model: Any = TrainConfig
-    for part in (p for p in loc if isinstance(p, str)):
-        info = model.model_fields.get(part) if model is not None else None
-        args = (info.annotation, *get_args(info.annotation)) if info is not None else ()
-        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
-    return model
-
-
-def _field_at(loc: tuple) -> Any:
-    """The pydantic FieldInfo of the key at ``loc`` (None for a list item or an unknown key)."""
-    table = _table_at(loc[:-1]) if loc and isinstance(loc[-1], str) else None
-    return table.model_fields.get(loc[-1]) if table is not None else None
-
-
-def _range_of(loc: tuple) -> str:
-    """``" in [1, 4096]"`` for a bounded number field at ``loc``; "" otherwise."""
-    info = _field_at(loc)
-    b = {k: getattr(m, k) for m in (info.metadata if info else ()) for k in ("ge", "gt", "le", "lt")
-         if getattr(m, k, None) is not None}
-    if not b:
-        return ""
-    low = f"[{_num(b['ge'])}" if "ge" in b else f"({_num(b.get('gt', '-inf'))}"
-    high = f"{_num(b['le'])}]" if "le" in b else f"{_num(b.get('lt', 'inf'))})"
-    return f" in {low}, {high}"
-
-
-def _num(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _unknown_key(loc: tuple) -> str:
-    key, parent = loc[-1], loc[:-1]
-    table = _table_at(parent)
-    known = sorted(table.model_fields) if table is not None else []
-    close = difflib.get_close_matches(str(key), known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    where = f"a key of [{_dotted(parent)}]" if parent else "a table of the config"
-    return f"{_dotted(loc)} is not {where}{hint}; the known ones are {', '.join(known)}"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def describe_error(error: Mapping[str, Any]) -> list[str]:
     """One pydantic error (an item of ``ValidationError.errors()``) as config problem lines."""
-    loc, kind, value = tuple(error["loc"]), error["type"], error.get("input")
-    path, ctx = _dotted(loc), error.get("ctx") or {}
-    if kind == "value_error":
-        text = str(ctx.get("error", error["msg"]))
-        return [f"{path}: {line}" if path else line for line in text.splitlines()]
-    if kind == "extra_forbidden":
-        return [_unknown_key(loc)]
-    if kind in ("literal_error", "enum"):
-        return [f"{path} is {_short(value)}; use one of {ctx.get('expected')}"]
-    if kind == "list_type" and isinstance(value, Mapping):
-        return [f"{path} must be an array of tables: write each entry as [[{'.'.join(p for p in loc if isinstance(p, str))}]]"]
-    if kind in _MUST_BE:
-        return [f"{path} must be {_MUST_BE[kind]}{_range_of(loc)}, got {_short(value)}"]
-    if kind in _BOUNDS:
-        bound = _range_of(loc) or f" {error['msg'].removeprefix('Input should be ')}"
-        info = _field_at(loc)
-        number = "an integer" if info is not None and info.annotation is int else "a number"
-        return [f"{path} must be {number}{bound}, got {_short(value)}"]
-    if kind == "string_too_short":
-        return [f"{path} must not be empty"]
-    if kind in ("too_short", "too_long"):
-        n = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
-        most = "at least" if kind == "too_short" else "at most"
-        return [f"{path} must have {most} {n} entr{'y' if n == 1 else 'ies'}, got {_short(value)}"]
-    return [f"{path}: {error['msg']} (got {_short(value)})"]
+    return describe_validation_error(error, TrainConfig)
 
 
 def parse_config(data: Mapping[str, Any], path: str | os.PathLike = "") -> TrainConfig:
@@ -721,8 +617,7 @@ def parse_config(data: Mapping[str, Any], path: str | os.PathLike = "") -> Train
     try:
         cfg = TrainConfig.model_validate(data)
     except ValidationError as e:
-        problems = [line for err in e.errors() for line in describe_error(err)]
-        raise ConfigError(*problems, source=str(path)) from None
+        raise ConfigError(*validation_problems(e, TrainConfig), source=str(path)) from None
     cfg._path = str(path)
     return cfg
 
