@@ -16,21 +16,12 @@ Relative paths resolve from the config file's folder.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mvs2v_core.config_errors import ConfigError, validation_problems
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    try:
-        import tomli as tomllib
-    except ImportError:  # pragma: no cover
-        tomllib = None  # type: ignore[assignment]
+from mvs2v_core.config_files import ConfigError, read_toml, validation_problems
 
 __all__ = ["DataConfig", "ConfigError", "load_config", "parse_config", "identity_threshold"]
 
@@ -167,13 +158,4 @@ def parse_config(data: Mapping[str, Any], path: str | os.PathLike = "") -> DataC
 
 def load_config(path: str | os.PathLike) -> DataConfig:
     """Read and validate a TOML config file (:class:`ConfigError` lists every problem)."""
-    p = Path(path)
-    if tomllib is None:  # pragma: no cover
-        raise ConfigError("reading TOML on Python 3.10 needs the 'tomli' package: pip install tomli")
-    if not p.is_file():
-        raise ConfigError(f"config file '{p}' not found")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p} is not valid TOML: {e}") from None
-    return parse_config(data, p)
+    return parse_config(read_toml(path), Path(path))

@@ -14,14 +14,14 @@ from mvs2v_train.config import (
     TrainConfig,
     load_config,
     parse_config,
-    tomllib,
 )
 
+from mvs2v_core.config_files import toml_module
 from mvs2v_core.references.settings import ReferenceSettings
 from mvs2v_core.sampling.solvers import SOLVERS
 
 CONFIGS = Path(__file__).resolve().parents[2] / "train" / "configs"
-TINY = tomllib.loads((CONFIGS / "tiny_cpu.toml").read_text())
+TINY = toml_module().loads((CONFIGS / "tiny_cpu.toml").read_text())
 MINIMAL = {"model": {"dit": "dit.safetensors"}, "data": {"manifest": "train.jsonl"},
            "stages": [{"name": "only", "steps": 2}]}
 

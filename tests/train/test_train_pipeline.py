@@ -20,7 +20,8 @@ import pytest
 import torch
 from mvs2v_train.cache import CacheStore, row_key
 from mvs2v_train.cli import main
-from mvs2v_train.config import load_config, parse_config, parse_override, tomllib
+from mvs2v_core.config_files import toml_module
+from mvs2v_train.config import load_config, parse_config, parse_override
 from mvs2v_train.data import TrainData
 from mvs2v_train.model import build_model
 from mvs2v_train.testing import TINY_CONFIG, make_toy_world
@@ -52,7 +53,7 @@ def world(tmp_path_factory) -> Path:
 
 def cfg_with(world: Path, out: str, *overrides: str, edit=None):
     """The tiny config with ``--set``-style overrides; ``edit(dict)`` may rewrite the parsed TOML first."""
-    data = tomllib.loads((world / "tiny_cpu.toml").read_text())
+    data = toml_module().loads((world / "tiny_cpu.toml").read_text())
     if edit is not None:
         edit(data)
     for text in [*QUIET, f"train.output_dir=\"runs/{out}\"", *overrides]:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, get_args
 
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
-from mvs2v_core.config_errors import ConfigError, describe_validation_error, validation_problems
+from mvs2v_core.config_files import (ConfigError, describe_validation_error, read_toml, toml_module,
+                                     validation_problems)
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.references.layout import parse_view_label
 from mvs2v_core.references.settings import (DEFAULT_EMPTY_SLOT_MODE, DEFAULT_GAP, DEFAULT_IDENTITY_GAP,
@@ -34,14 +34,6 @@ from mvs2v_core.references.settings import (DEFAULT_EMPTY_SLOT_MODE, DEFAULT_GAP
                                             EmptySlotMode, Placement, PositionScheme, RefAttention,
                                             ReferenceSettings, RefTimestep, SchemeName, parse_option)
 from mvs2v_core.sampling.solvers import SOLVERS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    try:
-        import tomli as tomllib
-    except ImportError:  # pragma: no cover
-        tomllib = None  # type: ignore[assignment]
 
 
 ViewPolicy = Literal["single", "single_or_full", "dropout", "full"]
@@ -631,7 +623,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if len(parts) < 2 or not all(parts):
         raise ConfigError(f"--set {text!r}: the key must name a section and a key, e.g. train.seed")
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        value = toml_module().loads(f"v = {raw}")["v"]
     except Exception:
         value = raw
     return parts, value
@@ -640,14 +632,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
     """Read, override (``section.key=value``) and validate a TOML config file."""
     p = Path(path)
-    if tomllib is None:  # pragma: no cover
-        raise ConfigError("reading TOML on Python 3.10 needs the 'tomli' package: pip install tomli")
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} not found")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p} is not valid TOML: {e}") from None
+    data = read_toml(p)
     for text in overrides or []:
         keys, value = parse_override(text)
         node: Any = data

@@ -1,4 +1,4 @@
-"""Config problems as one line each: pydantic validation errors named by dotted key path.
+"""TOML config files: reading them, and their problems as one line each (pydantic errors named by key path).
 
 Shared by every TOML config of the project (the trainer's ``mvs2v-train`` config, the data
 pipeline's ``mvs2v-data`` config): a typo never becomes a pydantic traceback, and each problem says
@@ -11,11 +11,14 @@ pydantic is imported where it is needed (the CLI core never needs it).
 from __future__ import annotations
 
 import difflib
+import os
+import sys
+from pathlib import Path
 from typing import Any, Mapping, Sequence, get_args
 
 from .errors import MVS2VError
 
-__all__ = ["ConfigError", "describe_validation_error", "validation_problems", "dotted_key"]
+__all__ = ["ConfigError", "describe_validation_error", "validation_problems", "dotted_key", "toml_module", "read_toml"]
 
 
 class ConfigError(MVS2VError):
@@ -133,3 +136,27 @@ def describe_validation_error(error: Mapping[str, Any], root: Any, hidden: Seque
 def validation_problems(exc: Any, root: Any, hidden: Sequence[str] = ()) -> list[str]:
     """Every problem line of a pydantic ``ValidationError`` raised validating ``root``."""
     return [line for err in exc.errors() for line in describe_validation_error(err, root, hidden)]
+
+
+def toml_module() -> Any:
+    """``tomllib`` (Python 3.11+) or ``tomli``; a :class:`ConfigError` naming the fix when neither is there."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    try:
+        import tomli
+    except ImportError:
+        raise ConfigError("reading TOML on Python 3.10 needs the 'tomli' package: pip install tomli") from None
+    return tomli
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """The tables of a TOML config file; a missing, unreadable or malformed file is one :class:`ConfigError` line."""
+    toml, p = toml_module(), Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found")
+    try:
+        return toml.loads(p.read_text(encoding="utf-8"))
+    except (toml.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p} is not valid TOML: {e}") from None
