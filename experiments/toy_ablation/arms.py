@@ -117,6 +117,12 @@ class AblationSettings:
     ``curriculum_steps`` on the calibration world ``curriculum_world`` (the hidden sides always come
     round in the same order, so reference use is learnt there first), then ``steps`` on ``world``, both
     in ``cycle_steps``-step cosine cycles. ``init_sha256`` pins the init model's files.
+
+    A *graded* curriculum adds, after the calibration world, ``graded_steps`` for each of
+    ``graded_worlds`` in turn, every one trained together with the worlds before it (so a new world
+    does not erase the skill of the earlier ones); ``keep_mix`` keeps them all in the main stage too.
+    Graded world ``i`` has its own dataset (``curriculum_samples`` samples, seed
+    ``curriculum_data_seed + 1 + i``).
     """
 
     samples: int = 6000
@@ -128,6 +134,9 @@ class AblationSettings:
     curriculum_samples: int = 4000
     curriculum_data_seed: int = 21
     curriculum_steps: int = 3000
+    graded_worlds: tuple[str, ...] = ()
+    graded_steps: int = 0
+    keep_mix: bool = False
     steps: int = 3000
     cycle_steps: int = 600
     learning_rate: float = 5e-4
@@ -150,21 +159,44 @@ class AblationSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bench_seeds", tuple(int(s) for s in self.bench_seeds))
+        object.__setattr__(self, "graded_worlds", tuple(str(w) for w in self.graded_worlds))
         positive = ("samples", "frames", "steps", "cycle_steps", "batch_size", "checkpoint_every", "bench_scenes",
                     "curve_scenes", "sample_steps")
         bad = [k for k in positive if int(getattr(self, k)) < 1]
         bad += [k for k in ("curriculum_steps", "curriculum_samples") if int(getattr(self, k)) < 0]
         if bad:
             raise MVS2VError(f"settings {', '.join(bad)} must be at least 1")
+        self._check_graded()
+
+    def _check_graded(self) -> None:
+        if not self.graded_worlds:
+            return
+        from mvs2v_toy.world import WORLDS
+
+        worlds = [self.curriculum_world, *self.graded_worlds, self.world]
+        unknown = [w for w in self.graded_worlds if w not in WORLDS]
+        if unknown:
+            raise MVS2VError(f"--graded {','.join(unknown)}: unknown toy world; use some of {', '.join(WORLDS)}")
+        if len(set(worlds)) != len(worlds):
+            raise MVS2VError(f"--graded {','.join(self.graded_worlds)} must name worlds other than the calibration "
+                             f"world {self.curriculum_world} and the main world {self.world}, each once")
+        if not self.curriculum_steps or self.graded_steps < 1:
+            raise MVS2VError("a graded curriculum needs --curriculum-steps and --graded-steps of at least 1")
+
+    @property
+    def curriculum_worlds(self) -> tuple[str, ...]:
+        """The calibration world and the graded ones, in training order (empty without a curriculum)."""
+        return (self.curriculum_world, *self.graded_worlds) if self.curriculum_steps else ()
 
     @property
     def total_steps(self) -> int:
-        """Optimizer steps of a run: the curriculum stage, then the main world."""
-        return self.curriculum_steps + self.steps
+        """Optimizer steps of a run: the curriculum stages, then the main world."""
+        return self.curriculum_steps + len(self.graded_worlds) * self.graded_steps + self.steps
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["bench_seeds"] = list(self.bench_seeds)
+        d["graded_worlds"] = list(self.graded_worlds)
         return d
 
     @classmethod

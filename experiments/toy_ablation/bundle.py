@@ -57,11 +57,14 @@ def readme(info: dict[str, Any], record: dict[str, Any]) -> str:
     cur = info.get("curriculum")
     first = (f"{cur['steps']} steps on the calibration world {cur['world'].upper()} ({cur['samples']} samples, seed "
              f"{cur['seed']}), then " if cur else "")
-    main_steps = info["finetune_steps"] - (cur["steps"] if cur else 0)
+    graded = (cur or {}).get("graded", [])
+    first += "".join(f"{g['steps']} steps on {g['world'].upper()} with the worlds before it, then " for g in graded)
+    mix = " together with the curriculum worlds" if (cur or {}).get("keep_mix") else ""
+    main_steps = info["finetune_steps"] - (cur["steps"] if cur else 0) - sum(g["steps"] for g in graded)
     return f"""# The toy demo model of `mvs2v demo`
 
 A tiny Wan DiT ({info['parameters'] / 1e6:.2f} M parameters, width {d['dim']}, {d['num_layers']} blocks) fine-tuned
-for {first}{main_steps} steps on the hidden-colour toy worlds W1/W2 ({data['world']}, {data['samples']} samples,
+for {first}{main_steps} steps on the hidden-colour toy worlds W1/W2{mix} ({data['world']}, {data['samples']} samples,
 seed {data['seed']}; `docs/toy_world.md`) as run `{info['run']}` of the ablation (`docs/ablation.md`):
 {info['config']['change']}. It started from the model with sha256 {init}.
 

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "0: none)")
     p.add_argument("--curriculum-samples", type=int, default=d.curriculum_samples,
                    help=f"size of the calibration world's dataset (default {d.curriculum_samples})")
+    p.add_argument("--graded", default="", metavar="WORLD,...",
+                   help="graded curriculum: after the calibration world, these worlds in turn (e.g. w0s,w0sd), "
+                        "each trained together with the worlds before it (default: none)")
+    p.add_argument("--graded-steps", type=int, default=0, help="steps per graded world (with --graded)")
+    p.add_argument("--keep-mix", action="store_true",
+                   help="with --graded: the main stage keeps the curriculum worlds in the mix")
     p.add_argument("--scenes", type=int, default=d.bench_scenes, help="held-out scenes of the final bench")
     p.add_argument("--sampling-seeds", default=",".join(map(str, d.bench_seeds)), help="sampling seeds of the bench")
     p.add_argument("--curve-scenes", type=int, default=d.curve_scenes, help="W1 scenes per curve point")
@@ -99,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> AblationSettings:
     return AblationSettings(samples=args.samples, data_seed=args.data_seed, steps=args.steps,
                             curriculum_steps=args.curriculum_steps, curriculum_samples=args.curriculum_samples,
+                            graded_worlds=tuple(w for w in args.graded.split(",") if w),
+                            graded_steps=args.graded_steps, keep_mix=args.keep_mix,
                             bench_scenes=args.scenes, bench_seeds=tuple(parse_seeds(args.sampling_seeds,
                                                                                     "--sampling-seeds")),
                             curve_scenes=args.curve_scenes, eval_seed=args.eval_seed, sample_steps=args.sample_steps,

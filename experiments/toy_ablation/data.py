@@ -35,8 +35,11 @@ def check_encoders(folder: Path, bundled: Path) -> None:
                              "with the bundled encoders; delete the ablation's encoders folder and run again")
 
 
-def dataset_settings(s: AblationSettings, curriculum: bool = False) -> dict:
-    """What ``dataset.json`` of the main (or the curriculum's) dataset must say."""
+def dataset_settings(s: AblationSettings, curriculum: bool = False, graded: int | None = None) -> dict:
+    """What ``dataset.json`` of the main (or the curriculum's, or graded world ``graded``'s) dataset must say."""
+    if graded is not None:
+        return {"seed": s.curriculum_data_seed + 1 + graded, "n_samples": s.curriculum_samples,
+                "world": s.graded_worlds[graded], "frames": s.frames, "val_fraction": s.val_fraction}
     if curriculum:
         return {"seed": s.curriculum_data_seed, "n_samples": s.curriculum_samples, "world": s.curriculum_world,
                 "frames": s.frames, "val_fraction": s.val_fraction}
@@ -44,10 +47,10 @@ def dataset_settings(s: AblationSettings, curriculum: bool = False) -> dict:
             "val_fraction": s.val_fraction}
 
 
-def check_dataset(data: Path, s: AblationSettings, curriculum: bool = False) -> None:
+def check_dataset(data: Path, s: AblationSettings, curriculum: bool = False, graded: int | None = None) -> None:
     """The dataset's ``dataset.json`` must say it was written with these settings."""
     found = read_json(data / "dataset.json")
-    want = dataset_settings(s, curriculum)
+    want = dataset_settings(s, curriculum, graded)
     diff = {k: (found.get(k), v) for k, v in want.items() if found.get(k) != v}
     if diff:
         shown = ", ".join(f"{k} {a} there vs {b}" for k, (a, b) in diff.items())
@@ -69,10 +72,14 @@ def prepare_data(layout: Layout, s: AblationSettings, log=print) -> None:
         _write_dataset(data, dataset_settings(s), log)
     check_dataset(data, s)
     if s.curriculum_steps:
-        if not (layout.curriculum_data / "manifest.jsonl").is_file():
-            _write_dataset(layout.curriculum_data, dataset_settings(s, curriculum=True), log)
-        check_dataset(layout.curriculum_data, s, curriculum=True)
-        merge_manifests(layout.merged / "manifest.jsonl", {s.curriculum_world: layout.curriculum_data, s.world: data})
+        parts = {s.curriculum_world: layout.curriculum_data}
+        parts.update({w: layout.graded_data(w) for w in s.graded_worlds})
+        for i, (world, folder) in enumerate(parts.items()):
+            graded = i - 1 if i else None
+            if not (folder / "manifest.jsonl").is_file():
+                _write_dataset(folder, dataset_settings(s, curriculum=True, graded=graded), log)
+            check_dataset(folder, s, curriculum=True, graded=graded)
+        merge_manifests(layout.merged / "manifest.jsonl", {**parts, s.world: data})
     if not all((layout.encoders / name).is_dir() for name in ENCODER_FOLDERS):
         save_toy_encoders(layout.encoders, seed=ENCODER_SEED)
     check_encoders(layout.encoders, DEMO_ASSETS)

@@ -46,9 +46,13 @@ class Layout:
         """The calibration world's dataset (the curriculum's first stage)."""
         return self.root / "data_curriculum"
 
+    def graded_data(self, world: str) -> Path:
+        """A graded curriculum world's dataset."""
+        return self.root / f"data_{world}"
+
     @property
     def merged(self) -> Path:
-        """Both datasets' rows in one manifest, tagged by world (stages filter on the tags)."""
+        """Every dataset's rows in one manifest, tagged by world (stages filter on the tags)."""
         return self.root / "data_merged"
 
     def manifest(self, s) -> Path:

@@ -32,10 +32,22 @@ def model_info(s: AblationSettings, arm: Arm, run: str, step: int, dit_config: d
         "eval": {"world": "w1", "seed": s.eval_seed},
         "dataset": {"seed": s.data_seed, "samples": s.samples, "world": s.world,
                     "two_object_prob": dataset["two_object_prob"], "val_fraction": s.val_fraction},
-        "curriculum": ({"world": s.curriculum_world, "steps": s.curriculum_steps, "seed": s.curriculum_data_seed,
-                        "samples": s.curriculum_samples} if s.curriculum_steps else None),
+        "curriculum": curriculum_info(s),
         "training_command": command, "finetune_steps": step, "init_sha256": dict(s.init_sha256),
     }
+
+
+def curriculum_info(s: AblationSettings) -> dict[str, Any] | None:
+    """``model.json``'s account of the curriculum (``graded`` and ``keep_mix`` only when graded)."""
+    if not s.curriculum_steps:
+        return None
+    info: dict[str, Any] = {"world": s.curriculum_world, "steps": s.curriculum_steps, "seed": s.curriculum_data_seed,
+                            "samples": s.curriculum_samples}
+    if s.graded_worlds:
+        info["graded"] = [{"world": w, "steps": s.graded_steps, "seed": s.curriculum_data_seed + 1 + i}
+                          for i, w in enumerate(s.graded_worlds)]
+        info["keep_mix"] = s.keep_mix
+    return info
 
 
 def _copy_encoders(data: Path, dest: Path) -> None:

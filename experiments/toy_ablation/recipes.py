@@ -18,21 +18,27 @@ def world_tag(world: str) -> str:
 
 
 def cycle_stages(s: AblationSettings, arm: Arm) -> list[dict]:
-    """``s.curriculum_steps`` on the calibration world, then ``s.steps`` on the main world, each as
-    ``s.cycle_steps``-step cosine cycles (the last one shorter if it does not divide)."""
-    return ([*_cycles(s, arm, s.curriculum_world, s.curriculum_steps), *_cycles(s, arm, s.world, s.steps)]
-            if s.curriculum_steps else _cycles(s, arm, None, s.steps))
+    """The run's stages as ``s.cycle_steps``-step cosine cycles (the last one shorter if it does not divide):
+    ``s.curriculum_steps`` on the calibration world, ``s.graded_steps`` per graded world together with the
+    worlds before it, then ``s.steps`` on the main world (with the curriculum worlds too under ``keep_mix``)."""
+    if not s.curriculum_steps:
+        return _cycles(s, arm, "cycle", None, s.steps)
+    worlds = s.curriculum_worlds
+    stages = _cycles(s, arm, worlds[0], [worlds[0]], s.curriculum_steps)
+    for i, world in enumerate(worlds[1:], start=2):
+        stages += _cycles(s, arm, world, list(worlds[:i]), s.graded_steps)
+    return stages + _cycles(s, arm, s.world, [*worlds, s.world] if s.keep_mix else [s.world], s.steps)
 
 
-def _cycles(s: AblationSettings, arm: Arm, world: str | None, steps: int) -> list[dict]:
-    """``steps`` in cycles on the rows of ``world`` (``None``: every row of the manifest)."""
+def _cycles(s: AblationSettings, arm: Arm, name: str, worlds: list[str] | None, steps: int) -> list[dict]:
+    """``steps`` in cycles on the rows of ``worlds`` (``None``: every row of the manifest)."""
     stages, done, k = [], 0, 1
     while done < steps:
         n = min(s.cycle_steps, steps - done)
-        stage = {"name": f"{world or 'cycle'}-{k}", "steps": n, "learning_rate": s.learning_rate,
+        stage = {"name": f"{name}-{k}", "steps": n, "learning_rate": s.learning_rate,
                  "warmup_steps": min(s.warmup_steps, n), "lr_schedule": "cosine", "min_lr_ratio": s.min_lr_ratio}
-        if world is not None:
-            stage["filter"] = {"tags": [world_tag(world)]}
+        if worlds is not None:
+            stage["filter"] = {"tags": [world_tag(w) for w in worlds]}
         if arm.views == "single":
             stage.update(views="single", single_view="frontal")  # the start view: frontal in the W manifests
         else:

@@ -150,6 +150,8 @@ def markdown(records: dict[str, dict[str, Any]]) -> str:
     intro = [f"Settings: {' '.join(settings_argv(s))}; "
              + (f"{s.curriculum_steps} steps on {s.curriculum_world} (seed {s.curriculum_data_seed}, "
                 f"{s.curriculum_samples} samples), then " if s.curriculum_steps else "")
+             + "".join(f"{s.graded_steps} steps on {w} with the worlds before it, then " for w in s.graded_worlds)
+             + ("the main world with all of them: " if s.graded_worlds and s.keep_mix else "")
              + f"{s.world} data (seed {s.data_seed}), {s.steps} steps in "
              f"{s.cycle_steps}-step cosine cycles (lr {s.learning_rate:g}, batch {s.batch_size}, view dropout "
              f"{s.dropout_prob}); bench: {s.bench_scenes} held-out scenes (eval seed {s.eval_seed}) x sampling seeds "

@@ -26,7 +26,9 @@ def settings_argv(s: AblationSettings) -> list[str]:
             "--curriculum-steps", str(s.curriculum_steps), "--curriculum-samples", str(s.curriculum_samples),
             "--scenes", str(s.bench_scenes), "--sampling-seeds", ",".join(map(str, s.bench_seeds)),
             "--curve-scenes", str(s.curve_scenes), "--eval-seed", str(s.eval_seed),
-            "--sample-steps", str(s.sample_steps), "--checkpoint-every", str(s.checkpoint_every)]
+            "--sample-steps", str(s.sample_steps), "--checkpoint-every", str(s.checkpoint_every),
+            *(["--graded", ",".join(s.graded_worlds), "--graded-steps", str(s.graded_steps)] if s.graded_worlds else []),
+            *(["--keep-mix"] if s.graded_worlds and s.keep_mix else [])]
 
 
 def run_command(out: str, init: str, results: str, s: AblationSettings, arm: str, seeds: Sequence[int],

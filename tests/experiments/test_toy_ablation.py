@@ -146,6 +146,38 @@ def test_recipes_make_one_change_each(tmp_path):
     assert ta.AblationSettings.from_json(old).curriculum_steps == 0
 
 
+def test_a_graded_curriculum_keeps_the_earlier_worlds_in_the_mix(tmp_path):
+    s = ta.AblationSettings(curriculum_steps=1200, graded_worlds=("w0s", "w0sd"), graded_steps=600, steps=900,
+                            keep_mix=True)
+    stages = ta.recipes.cycle_stages(s, ta.ARMS["base"])
+    assert [(st["name"], st["steps"], st["filter"]["tags"]) for st in stages] == [
+        ("w0-1", 600, ["world-w0"]), ("w0-2", 600, ["world-w0"]),
+        ("w0s-1", 600, ["world-w0", "world-w0s"]),
+        ("w0sd-1", 600, ["world-w0", "world-w0s", "world-w0sd"]),
+        ("w12-1", 600, ["world-w0", "world-w0s", "world-w0sd", "world-w12"]),
+        ("w12-2", 300, ["world-w0", "world-w0s", "world-w0sd", "world-w12"])]
+    assert s.total_steps == sum(st["steps"] for st in stages) == 3300
+    apart = ta.recipes.cycle_stages(dataclasses.replace(s, keep_mix=False), ta.ARMS["base"])
+    assert apart[-1]["filter"]["tags"] == ["world-w12"]
+    # each graded world has its own dataset seed; the calibration and main datasets are unchanged
+    from experiments.toy_ablation.data import dataset_settings
+
+    assert [dataset_settings(s, True, g)["seed"] for g in (None, 0, 1)] == [21, 22, 23]
+    assert dataset_settings(s, True, 1)["world"] == "w0sd" and dataset_settings(s)["world"] == "w12"
+    # the settings survive the result files and the printed command
+    assert ta.AblationSettings.from_json(json.loads(json.dumps(s.to_json()))) == s
+    from experiments.toy_ablation import cli, results
+
+    args = cli.build_parser().parse_args(["--out", "x", *results.settings_argv(s)])
+    assert cli._settings(args) == s
+    assert "--graded" not in results.settings_argv(ta.AblationSettings())  # old commands stay as they were
+    for bad, message in (({"graded_worlds": ("w9",)}, "unknown toy world"),
+                         ({"graded_worlds": ("w0",)}, "other than the calibration world"),
+                         ({"graded_steps": 0}, "--graded-steps of at least 1")):
+        with pytest.raises(MVS2VError, match=message):
+            dataclasses.replace(s, **bad)
+
+
 def test_merged_manifest_tags_rows_by_world_and_keeps_paths(tmp_path):
     from mvs2v_toy import write_toy_dataset
     from mvs2v_train.manifest import read_manifest
