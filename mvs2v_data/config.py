@@ -81,6 +81,9 @@ class ReferencesSection(_Table):
     yaw_bins: list[Yaw] = [0.0, -30.0, 30.0, -60.0, 60.0, -90.0, 90.0]
     bin_tolerance: Annotated[float, Field(gt=0, le=90)] = 12.0
     count: Annotated[int, Field(ge=1, le=16)] = 4  # objects: K views by farthest-point sampling
+    # objects: a view counts as new only this far (Euclidean, L2-normalised features) from every view picked;
+    # 0.1 ~ cosine similarity 0.995: frames of a still or barely turning object give one view, not K copies
+    min_view_distance: Annotated[float, Field(ge=0.0, le=2.0)] = 0.1
     features: str = ""  # local DINOv2 / CLIP folder ("" = colour histograms)
     source: Literal["held_out", "augment"] = "held_out"
     held_out: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.25  # last share of the clip kept for references

@@ -65,10 +65,11 @@ def colour_histograms(images: Sequence[np.ndarray], bins: int = 8) -> np.ndarray
     return np.stack(out)
 
 
-def farthest_points(features: np.ndarray, k: int, first: int = 0) -> list[int]:
-    """Indices of ``k`` rows of ``features [N, D]`` by farthest-point sampling from row ``first``.
+def farthest_points(features: np.ndarray, k: int, first: int = 0, min_distance: float = 0.0) -> list[int]:
+    """Indices of at most ``k`` rows of ``features [N, D]`` by farthest-point sampling from row ``first``.
 
-    Each next pick is the row whose distance to the nearest picked row is largest (ties: lowest index).
+    Each next pick is the row whose distance to the nearest picked row is largest (ties: lowest index);
+    picking stops early when that distance is not above ``min_distance`` (only near-duplicates left).
     """
     n = len(features)
     picked = [int(first)]
@@ -76,7 +77,7 @@ def farthest_points(features: np.ndarray, k: int, first: int = 0) -> list[int]:
     while len(picked) < min(k, n):
         dist[picked] = -1.0
         nxt = int(np.argmax(dist))
-        if dist[nxt] <= 0:  # only duplicates left
+        if dist[nxt] <= max(min_distance, 0.0):  # only (near-)duplicates of picked rows left
             break
         picked.append(nxt)
         dist = np.minimum(dist, np.linalg.norm(features - features[nxt], axis=1))

@@ -121,7 +121,8 @@ def _object_views(ctx: Context, rec: dict, frames: np.ndarray, pool: list[int]) 
         feats = extractor(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)).numpy()
     else:
         feats = colour_histograms(crops)
-    picked = farthest_points(feats, r.count, 0)
+    feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)  # distances on the unit sphere
+    picked = farthest_points(feats, r.count, 0, r.min_view_distance)
     return [{"frame": pool[j], "yaw": None, "box": list(box), "crop": crops[j], "frontal": k == 0, "metrics": {}}
             for k, j in enumerate(picked)]
 

@@ -420,3 +420,14 @@ def test_the_toy_world_registers_its_backend_through_the_entry_point(tmp_path: P
     cfg.write_text(cfg.read_text().replace('backend = "tyo"', 'backend = "none"'))
     rc, _, err = data_cli("run", "--config", cfg)
     assert rc == 2 and "generate.backend is 'none'" in err and err.count("\n") == 1
+
+
+def test_farthest_points_cover_distinct_views_and_skip_near_duplicates() -> None:
+    from mvs2v_data.media import farthest_points
+
+    # rows 0-2: one view with tiny changes; rows 3 and 4: two other views
+    feats = np.array([[1.0, 0, 0], [0.999, 0.01, 0], [0.998, 0.02, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    assert farthest_points(feats, 5, 0) == [0, 3, 4, 2, 1]  # without a floor, every row eventually
+    assert farthest_points(feats, 5, 0, min_distance=0.1) == [0, 3, 4]  # the near-copies of view 0 are not views
+    assert farthest_points(feats, 2, 0, min_distance=0.1) == [0, 3]
