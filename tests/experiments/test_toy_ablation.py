@@ -307,3 +307,30 @@ def test_the_normalised_hidden_face_accuracy_is_a_ratio_of_means():
     r["bench"]["w1"]["rows"]["multi"]["hidden_face_normalised"] = {"mean": ratio, "lo": 0, "hi": 1, "n": 20}
     c = cell([r], "w1", "multi", "hidden_face_normalised")
     assert c["lo"] <= ratio <= c["hi"] < 1.0 and c["scenes"] == 20  # a mean of per-scene ratios would be 5.76
+
+
+def test_compare_pairs_benches_scene_by_scene(tmp_path, capsys):
+    from experiments.toy_ablation.compare import main as compare_main, paired_differences
+
+    def bench(folder: Path, use: list[float]) -> Path:
+        folder.mkdir()
+        lines = []
+        for scene, u in enumerate(use):
+            for seed in (0, 1):
+                lines.append({"key": f"multi/{scene}/{seed}/orig", "row": "multi", "scene": scene, "seed": seed,
+                              "variant": "orig", "metrics": {"psnr": 20.0 + scene, "hidden_face_accuracy": u}})
+                lines.append({"key": f"multi/{scene}/{seed}/recolour0", "row": "multi", "scene": scene, "seed": seed,
+                              "variant": "recolour0", "metrics": {"reference_use": u + 0.1 * seed}})
+        (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+        return folder
+
+    a = bench(tmp_path / "a", [0.5, 0.6, 0.7, 0.8])
+    b = bench(tmp_path / "b", [0.4, 0.5, 0.6, 0.7])
+    diffs = paired_differences(a, b, 4, [0, 1])
+    # every scene is 0.1 apart: the paired interval is that exactly (an unpaired one would be wide)
+    assert diffs["reference_use"]["mean"] == pytest.approx(0.1) and diffs["reference_use"]["n"] == 4
+    assert diffs["reference_use"]["lo"] == pytest.approx(0.1) and diffs["reference_use"]["hi"] == pytest.approx(0.1)
+    assert diffs["psnr"]["mean"] == pytest.approx(0.0)
+    assert paired_differences(a, b, 2, [0, 1])["reference_use"]["n"] == 2  # only the first scenes
+    assert compare_main([str(a), str(tmp_path / "none"), "--scenes", "4"]) == 2
+    assert "has no records.jsonl" in capsys.readouterr().err
