@@ -25,12 +25,8 @@ def paired_differences(a: Path, b: Path, scenes: int, seeds: list[int], row: str
         if not (folder / "records.jsonl").is_file():
             raise MVS2VError(f"{folder} has no records.jsonl: give a folder written by mvs2v toy-bench")
     va, vb = (per_scene_values(f, [row], scenes, seeds)[row] for f in (a, b))
-    out = {}
-    for m in PAIRED_METRICS:
-        pairs = [(x, y) for x, y in zip(va[m], vb[m]) if x is not None and y is not None]
-        if pairs:
-            out[m] = paired_bootstrap_ci([x for x, _ in pairs], [y for _, y in pairs])
-    return out
+    cis = {m: paired_bootstrap_ci(va[m], vb[m]) for m in PAIRED_METRICS}  # scenes missing on a side are dropped
+    return {m: ci for m, ci in cis.items() if ci["n"]}
 
 
 def main(argv: list[str] | None = None) -> int:
