@@ -63,7 +63,8 @@ _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 
 _MVS2V_FIELDS = (
     "base_family", "model_dim", "text_dim", "in_dim", "num_layers", "position_scheme",
-    "slots_per_subject", "empty_slot_mode", "mfi_in_dim", "lora", "ref_timestep", "ref_attention", "training",
+    "slots_per_subject", "empty_slot_mode", "mfi_in_dim", "lora", "ref_timestep", "ref_attention", "slot_anchor",
+    "training",
 )
 
 
@@ -119,8 +120,10 @@ class LoraSpec:
 
 
 # The reference settings are stored as these top-level keys (file format version 1; ``ref_attention``
-# only when it is not ``full``, so older readers refuse a cached-mode adapter instead of misusing it).
-_REFERENCE_KEYS = ("position_scheme", "slots_per_subject", "empty_slot_mode", "ref_timestep", "ref_attention")
+# only when it is not ``full`` and ``slot_anchor`` only when not ``canonical``, so older readers refuse
+# such an adapter instead of misusing it).
+_REFERENCE_KEYS = ("position_scheme", "slots_per_subject", "empty_slot_mode", "ref_timestep", "ref_attention",
+                   "slot_anchor")
 
 
 @dataclass
@@ -517,6 +520,11 @@ def _settings_problems(adapter: Adapter, want: ReferenceSettings) -> list[str]:
         out.append(
             "adapter was trained with cached references (reference tokens attend only to references); you asked "
             f"for reference attention {want.ref_attention.value!r}: use 'cached' (what it was trained with)"
+        )
+    if want.slot_anchor != have.slot_anchor:
+        out.append(
+            f"adapter was trained with slots anchored on the {have.slot_anchor.value!r} view; you asked for "
+            f"{want.slot_anchor.value!r}: set the slot anchor to {have.slot_anchor.value!r}"
         )
     return out
 

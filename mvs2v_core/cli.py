@@ -26,7 +26,7 @@ from .evaluation.command import add_eval_parser
 from .models_hub.command import add_models_parser
 from .references.layout import is_view_label, parse_view_label
 from .references.settings import (EmptySlotMode, Placement, RefAttention, ReferenceSettings, RefTimestep, SchemeName,
-                                 option_values)
+                                 SlotAnchor, option_values)
 from .sampling import FUSE_METHODS, SOLVER_NAMES
 
 DTYPES = ("bf16", "fp16", "fp32")  # names resolve_device understands
@@ -110,6 +110,10 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--placement", choices=option_values(Placement), help="jump: references after or before the video")
     g.add_argument("--ref-timestep", choices=option_values(RefTimestep),
                    help=f"timestep of reference tokens (default: adapter's, else {d.ref_timestep})")
+    g.add_argument("--slot-anchor", choices=option_values(SlotAnchor),
+                   help=f"canonical: slot 0 is each subject's front; frontal: slot 0 is the view given by --frontal (the "
+                        f"view the video starts from) and the others keep their angle to it (default: adapter's, else "
+                        f"{d.slot_anchor})")
     g.add_argument("--ref-attention", choices=option_values(RefAttention),
                    help=f"cached: references attend only to references, their keys/values computed once per "
                         f"generation (needs --ref-timestep zero; an approximation for models trained with full "
@@ -177,8 +181,8 @@ def reference_settings_from_args(args: argparse.Namespace, base: ReferenceSettin
     """The flags given on the command line applied over ``base`` (an adapter's settings, else the defaults)."""
     return (base or ReferenceSettings()).with_overrides(
         slots_per_subject=args.slots_per_subject, empty_slot_mode=args.empty_slot_mode,
-        ref_timestep=args.ref_timestep, ref_attention=args.ref_attention, scheme=args.scheme, gap=args.gap, ref_gap=args.ref_gap,
-        identity_gap=args.identity_gap, placement=args.placement,
+        ref_timestep=args.ref_timestep, ref_attention=args.ref_attention, slot_anchor=args.slot_anchor, scheme=args.scheme,
+        gap=args.gap, ref_gap=args.ref_gap, identity_gap=args.identity_gap, placement=args.placement,
     )
 
 
@@ -315,7 +319,7 @@ def run_generate(args: argparse.Namespace) -> dict:
     adapter = files.load_adapter()  # small: its settings are checked before any large file is read
     references = reference_settings_from_args(args, adapter.metadata.references if adapter is not None else None)
     if subjects:
-        layout_for(subjects, references.slots_per_subject)
+        layout_for(subjects, references)
     settings = replace(settings, references=references)
     _quiet_library_progress_bars()
     pipe = MVS2VPipeline.from_files(replace(files, adapter=adapter), device=args.device, dtype=args.dtype)

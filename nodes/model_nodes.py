@@ -130,7 +130,8 @@ class ApplyMVS2V(io.ComfyNode):
         dm = compat.wan_diffusion_model(model)
         config = compat.wan_config(dm)
         settings = ReferenceSettings(slots_per_subject=refs.layout.slots_per_subject, empty_slot_mode=refs.empty_slot_mode,
-                                     ref_timestep=ref_timestep, ref_attention=ref_attention).with_overrides(
+                                     ref_timestep=ref_timestep, ref_attention=ref_attention,
+                                     slot_anchor=refs.slot_anchor).with_overrides(
             scheme=scheme, gap=gap, ref_gap=ref_gap, identity_gap=identity_gap, placement=placement)
         if refs.latents.shape[1] != config.in_dim:
             raise MVS2VError(

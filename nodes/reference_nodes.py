@@ -9,7 +9,8 @@ from comfy_api.latest import io, ui
 
 from . import support
 from ..mvs2v_core.errors import MVS2VError
-from ..mvs2v_core.references.settings import MAX_SLOTS_PER_SUBJECT, EmptySlotMode, ReferenceSettings, option_values
+from ..mvs2v_core.references.settings import (MAX_SLOTS_PER_SUBJECT, EmptySlotMode, ReferenceSettings, SlotAnchor,
+                                              option_values)
 from . import compat
 from .types import MAX_SUBJECT_INPUTS, EncodedReferences, ReferenceSet, Subject
 
@@ -18,6 +19,15 @@ EMPTY_SLOT_TOOLTIP = (
     "What an empty view slot becomes: proxy = the adapter's learned proxy vector (needs MV-S2V Load Adapter), "
     "gray = the latent of a mid-gray image, drop = no tokens at all (positions of the other slots do not move)"
 )
+SLOT_ANCHOR_TOOLTIP = (
+    "What slot 0 stands for: canonical = each subject's front (labels pick the slot); frontal = each subject's "
+    "frontal view (the view the video starts from), the other views at their angle from it. Must match the adapter"
+)
+
+
+def _slot_anchor_input() -> io.Combo.Input:
+    return io.Combo.Input("slot_anchor", options=option_values(SlotAnchor), default=DEFAULTS.slot_anchor.value,
+                          optional=True, tooltip=SLOT_ANCHOR_TOOLTIP)
 
 
 def _reference_set_outputs(ref_set: support.ReferenceSet) -> io.NodeOutput:
@@ -25,6 +35,7 @@ def _reference_set_outputs(ref_set: support.ReferenceSet) -> io.NodeOutput:
     shown = ui.PreviewImage(grid).as_dict()
     shown["mvs2v_layout"] = [{"slots_per_subject": ref_set.slots_per_subject,
                               "empty_slot_mode": ref_set.empty_slot_mode.value,
+                              "slot_anchor": ref_set.slot_anchor.value,
                               "slots": support.describe_layout(ref_set.layout)}]
     return io.NodeOutput(ref_set, grid, ui=shown)
 
@@ -77,14 +88,17 @@ class ReferenceSetNode(io.ComfyNode):
                     "Must match the adapter when one is used")),
                 io.Combo.Input("empty_slot_mode", options=option_values(EmptySlotMode), default=DEFAULTS.empty_slot_mode.value, tooltip=EMPTY_SLOT_TOOLTIP),
                 *subjects,
+                _slot_anchor_input(),
             ],
             outputs=[ReferenceSet.Output(display_name="references"), io.Image.Output(display_name="slot_preview")],
         )
 
     @classmethod
-    def execute(cls, slots_per_subject, empty_slot_mode, **subjects) -> io.NodeOutput:
+    def execute(cls, slots_per_subject, empty_slot_mode, slot_anchor=DEFAULTS.slot_anchor.value,
+                **subjects) -> io.NodeOutput:
         ordered = [subjects[f"subject_{i}"] for i in range(1, MAX_SUBJECT_INPUTS + 1) if subjects.get(f"subject_{i}") is not None]
-        return _reference_set_outputs(support.build_reference_set(ordered, slots_per_subject, empty_slot_mode))
+        return _reference_set_outputs(support.build_reference_set(ordered, slots_per_subject, empty_slot_mode,
+                                                                  slot_anchor))
 
 
 class LoadReferenceFolder(io.ComfyNode):
@@ -104,18 +118,20 @@ class LoadReferenceFolder(io.ComfyNode):
                 io.Int.Input("slots_per_subject", default=DEFAULTS.slots_per_subject, min=1, max=MAX_SLOTS_PER_SUBJECT, tooltip=(
                     "View slots per subject (4 = front, left, back, right); must match the adapter when one is used")),
                 io.Combo.Input("empty_slot_mode", options=option_values(EmptySlotMode), default=DEFAULTS.empty_slot_mode.value, tooltip=EMPTY_SLOT_TOOLTIP),
+                _slot_anchor_input(),
             ],
             outputs=[ReferenceSet.Output(display_name="references"), io.Image.Output(display_name="slot_preview")],
         )
 
     @classmethod
-    def execute(cls, folder, slots_per_subject, empty_slot_mode) -> io.NodeOutput:
+    def execute(cls, folder, slots_per_subject, empty_slot_mode, slot_anchor=DEFAULTS.slot_anchor.value) -> io.NodeOutput:
         listing = support.list_reference_folder(compat.input_directory(), folder)
         subjects = [support.subject_from_folder(name, views) for name, views in listing]
-        return _reference_set_outputs(support.build_reference_set(subjects, slots_per_subject, empty_slot_mode))
+        return _reference_set_outputs(support.build_reference_set(subjects, slots_per_subject, empty_slot_mode,
+                                                                  slot_anchor))
 
     @classmethod
-    def fingerprint_inputs(cls, folder, slots_per_subject, empty_slot_mode):
+    def fingerprint_inputs(cls, folder, slots_per_subject, empty_slot_mode, slot_anchor=None):
         # Re-run when files in the folder change (ComfyUI would otherwise reuse the cached result).
         try:
             listing = support.list_reference_folder(compat.input_directory(), folder)
@@ -187,6 +203,6 @@ class EncodeReferences(io.ComfyNode):
         frames = [t if t is not None else torch.zeros_like(template) for t in latents]
         encoded = support.EncodedReferences(
             latents=torch.cat(frames, dim=2), layout=references.layout, empty_slot_mode=references.empty_slot_mode,
-            width=int(width), height=int(height), frontal_pixels=support.frontal_pixels(references, width, height),
+            slot_anchor=references.slot_anchor, width=int(width), height=int(height), frontal_pixels=support.frontal_pixels(references, width, height),
         )
         return io.NodeOutput(encoded)

@@ -40,7 +40,7 @@ from ..mvs2v_core.references.layout import (
     canonical_yaw,
     parse_view_label,
 )
-from ..mvs2v_core.references.settings import EmptySlotMode, parse_option
+from ..mvs2v_core.references.settings import EmptySlotMode, SlotAnchor, parse_option
 
 try:
     from PIL import Image, ImageDraw
@@ -207,11 +207,12 @@ def make_subject(
 
 @dataclass(frozen=True)
 class ReferenceSet:
-    """Subjects placed into view slots, and what empty slots become."""
+    """Subjects placed into view slots, what empty slots become, and what slot 0 stands for."""
 
     subjects: tuple[SubjectViews, ...]
     layout: ReferenceLayout
     empty_slot_mode: EmptySlotMode
+    slot_anchor: SlotAnchor = SlotAnchor.CANONICAL
 
     @property
     def slots_per_subject(self) -> int:
@@ -219,10 +220,13 @@ class ReferenceSet:
 
 
 def build_reference_set(
-    subjects: Sequence[SubjectViews], slots_per_subject: int, empty_slot_mode: EmptySlotMode | str
+    subjects: Sequence[SubjectViews], slots_per_subject: int, empty_slot_mode: EmptySlotMode | str,
+    slot_anchor: SlotAnchor | str = SlotAnchor.CANONICAL,
 ) -> ReferenceSet:
-    """Place every subject's views into ``slots_per_subject`` slots (labels pick the slot)."""
+    """Place every subject's views into ``slots_per_subject`` slots (labels pick the slot, relative to the
+    frontal view under ``slot_anchor = frontal``)."""
     empty_slot_mode = parse_option(EmptySlotMode, empty_slot_mode, "empty-slot mode")
+    slot_anchor = parse_option(SlotAnchor, slot_anchor, "slot anchor")
     subjects = [s for s in subjects if s is not None]
     if not subjects:
         raise MVS2VError("the reference set has no subjects: connect at least one MV-S2V Subject node")
@@ -235,12 +239,13 @@ def build_reference_set(
             name, k = f"{base} ({k})", k + 1
         names.append(name)
     layout = ReferenceLayout.build(
-        [list(s.labels) for s in subjects], slots_per_subject, names=names, frontal=[s.frontal for s in subjects]
+        [list(s.labels) for s in subjects], slots_per_subject, names=names, frontal=[s.frontal for s in subjects],
+        slot_anchor=slot_anchor,
     )
     renamed = tuple(
         SubjectViews(n, s.images, s.labels, s.frontal, s.masks) for n, s in zip(names, subjects)
     )
-    return ReferenceSet(renamed, layout, empty_slot_mode)
+    return ReferenceSet(renamed, layout, empty_slot_mode, slot_anchor)
 
 
 def describe_layout(layout: ReferenceLayout) -> list[dict]:
@@ -438,6 +443,7 @@ class EncodedReferences:
             (``proxy`` / ``drop``, never used).
         layout: the slots.
         empty_slot_mode: ``proxy`` | ``gray`` | ``drop``.
+        slot_anchor: ``canonical`` | ``frontal`` (what slot 0 stands for; see :class:`ReferenceSettings`).
         width, height: the pixel size the views were letterboxed to (the video's size).
         frontal_pixels: ``[n_subjects, height, width, 3]`` letterboxed frontal views (for MFI).
     """
@@ -448,6 +454,7 @@ class EncodedReferences:
     width: int
     height: int
     frontal_pixels: torch.Tensor = field(repr=False, default=None)  # type: ignore[assignment]
+    slot_anchor: SlotAnchor = SlotAnchor.CANONICAL
 
 
 # ---- path safety ---------------------------------------------------------------------------------

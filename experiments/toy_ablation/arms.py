@@ -17,9 +17,9 @@ class Arm:
     Attributes:
         name: the arm's name (``base``, ``single``, ``vanilla``...).
         group: the issue's item it answers (``a`` views, ``b`` schemes, ``c`` empty slots, ``d`` MFI,
-            ``e`` TS gap; ``f`` cached references, issue 12).
+            ``e`` TS gap; ``f`` cached references, issue 12; ``g`` slots anchored on the start view).
         change: one line for the table.
-        scheme, gap, empty_slot_mode, ref_timestep, ref_attention: the trainer's ``[references]``.
+        scheme, gap, empty_slot_mode, ref_timestep, ref_attention, slot_anchor: the trainer's ``[references]``.
         views: ``dropout`` (multi-view with view dropout) or ``single`` (the start view only).
         mfi: trains the MFI projector on the toy vision encoder's features.
         w2: also scored on W2 (the position schemes' causal crosstalk).
@@ -33,6 +33,7 @@ class Arm:
     empty_slot_mode: str = "proxy"
     ref_timestep: str = "same"
     ref_attention: str = "full"
+    slot_anchor: str = "canonical"
     views: str = "dropout"
     mfi: bool = False
     w2: bool = False
@@ -56,7 +57,10 @@ class Arm:
         return ("w1", "w2") if self.w2 else ("w1",)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["slot_anchor"] == "canonical":
+            del d["slot_anchor"]  # result files written before the option existed still match
+        return d
 
 
 ARMS: dict[str, Arm] = {a.name: a for a in (
@@ -74,6 +78,9 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("zero", "f", "reference tokens at timestep 0 (full attention)", ref_timestep="zero"),
     Arm("cached", "f", "cached references: timestep 0, references attend only to references, no text",
         ref_timestep="zero", ref_attention="cached"),
+    # The start view given by the references (slot 0 = the frontal view) instead of read from the caption.
+    Arm("anchor", "g", "slots anchored on the start view (slot 0 = the frontal view, the others by their angle "
+        "from it)", slot_anchor="frontal", w2=True),
 )}
 
 

@@ -131,7 +131,7 @@ def arm_reference_settings(arm: Arm):
     from mvs2v_core.references.settings import PositionScheme, ReferenceSettings
 
     return ReferenceSettings(4, PositionScheme(arm.scheme, gap=arm.gap), arm.empty_slot_mode, arm.ref_timestep,
-                             arm.ref_attention)
+                             arm.ref_attention, arm.slot_anchor)
 
 
 def write_init_adapter(init: Path, arm: Arm, dest: Path) -> Path | None:

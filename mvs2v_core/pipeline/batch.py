@@ -180,7 +180,7 @@ def generate_batch(
     refs = [pipe.resolve_references(s.references) for s in settings]
     _check_shared(settings, refs)
     pipe.check_size(settings[0])
-    layouts = [layout_for(subj, refs[0].slots_per_subject) if subj else None for subj in subjects]
+    layouts = [layout_for(subj, refs[0]) if subj else None for subj in subjects]
 
     items: list[_Item] = []
     encode_timings: list[dict[str, float]] = []

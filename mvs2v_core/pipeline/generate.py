@@ -295,13 +295,14 @@ def refuse_context_windows_in_batch(settings: Sequence[GenerationSettings]) -> N
                          "generate long videos one at a time with MVS2VPipeline.generate")
 
 
-def layout_for(subjects: Sequence[SubjectInput], slots_per_subject: int) -> ReferenceLayout:
+def layout_for(subjects: Sequence[SubjectInput], references: ReferenceSettings) -> ReferenceLayout:
     """Place the subjects' views into slots (see :meth:`ReferenceLayout.build`)."""
     return ReferenceLayout.build(
         [list(s.labels) if s.labels is not None else len(s.images) for s in subjects],
-        slots_per_subject,
+        references.slots_per_subject,
         names=[s.name for s in subjects],
         frontal=[s.frontal for s in subjects],
+        slot_anchor=references.slot_anchor,
     )
 
 
@@ -507,7 +508,7 @@ class MVS2VPipeline:
         timings: dict[str, float] = {}
         self.check_size(s)
         refs = self.resolve_references(s.references)
-        layout = layout_for(subjects, refs.slots_per_subject) if subjects else None
+        layout = layout_for(subjects, refs) if subjects else None
         if s.check_memory:  # before any encoder runs: a size that cannot fit costs nothing
             check_forward_memory(*self.estimate_memory(s, layout, refs), self.device)
         t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from ..errors import MVS2VError
-from .settings import EmptySlotMode, parse_option
+from .settings import EmptySlotMode, SlotAnchor, parse_option
 
 VIEW_LABELS: dict[str, float] = {"front": 0.0, "left": 90.0, "back": 180.0, "right": 270.0}
 
@@ -178,6 +178,7 @@ class ReferenceLayout:
         slots_per_subject: int,
         names: Sequence[str] | None = None,
         frontal: Sequence[int | None] | None = None,
+        slot_anchor: SlotAnchor | str = SlotAnchor.CANONICAL,
     ) -> "ReferenceLayout":
         """Place each subject's views into slots.
 
@@ -190,7 +191,12 @@ class ReferenceLayout:
             frontal: per subject, the index of the frontal view among the views given. Default:
                 the labelled view nearest 0 deg when it is within 45 deg (one labelled ``front``),
                 else the first unlabelled view, else the labelled view nearest 0 deg.
+            slot_anchor: ``canonical``: a view labelled ``yaw`` goes to the slot nearest ``yaw``.
+                ``frontal``: the frontal view goes to slot 0 and a view labelled ``yaw`` to the slot
+                nearest ``yaw - frontal yaw`` (an unlabelled frontal view counts as yaw 0), so the
+                slots stand for angles from the frontal view. :class:`ViewSlot` keeps the given yaw.
         """
+        anchored = parse_option(SlotAnchor, slot_anchor, "slot anchor") == SlotAnchor.FRONTAL
         subjects = []
         for i, views in enumerate(views_per_subject):
             if isinstance(views, int):
@@ -204,16 +210,17 @@ class ReferenceLayout:
                     f"subject {name!r} has {len(yaws)} views but there are only {slots_per_subject} "
                     f"slots per subject: raise the slots per subject or give fewer views"
                 )
-            slot_of = _assign_slots(yaws, slots_per_subject, name)
-            slots = [ViewSlot(False) for _ in range(slots_per_subject)]
-            for view, slot in enumerate(slot_of):
-                slots[slot] = ViewSlot(True, yaws[view], view)
             fr_view = frontal[i] if frontal is not None and frontal[i] is not None else _default_frontal(yaws)
             if not 0 <= fr_view < len(yaws):
                 raise MVS2VError(
                     f"subject {name!r}: frontal view {fr_view} does not exist (it has {len(yaws)} views, "
                     "counted from 0)"
                 )
+            placed = _yaws_from_frontal(yaws, fr_view) if anchored else yaws
+            slot_of = _assign_slots(placed, slots_per_subject, name)
+            slots = [ViewSlot(False) for _ in range(slots_per_subject)]
+            for view, slot in enumerate(slot_of):
+                slots[slot] = ViewSlot(True, yaws[view], view)
             subjects.append(SubjectLayout(name, tuple(slots), slot_of[fr_view]))
         if not subjects:
             raise MVS2VError("no subjects given: add at least one subject with one view")
@@ -251,6 +258,14 @@ def _default_frontal(yaws: list[float | None]) -> int:
     if unlabelled:
         return unlabelled[0]
     return near[1] if near is not None else 0
+
+
+def _yaws_from_frontal(yaws: list[float | None], frontal: int) -> list[float | None]:
+    """Each labelled view's angle from the frontal view; the frontal view itself is at 0."""
+    origin = yaws[frontal] if yaws[frontal] is not None else 0.0
+    turned = [None if y is None else (y - origin) % 360.0 for y in yaws]
+    turned[frontal] = 0.0
+    return turned
 
 
 def _assign_slots(yaws: list[float | None], k: int, name: str) -> list[int]:

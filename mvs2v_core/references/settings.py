@@ -1,8 +1,9 @@
 """The reference settings: the one contract every layer takes or produces.
 
-How reference views become tokens is decided by four things, and only by these: how many view
-slots each subject has, where the slots sit in RoPE space (the position scheme and its gaps),
-what an empty slot becomes, and which timestep the reference tokens carry. The DiT, the CLI, the
+How reference views become tokens is decided by these things, and only by these: how many view
+slots each subject has and which view slot 0 stands for, where the slots sit in RoPE space (the
+position scheme and its gaps), what an empty slot becomes, which timestep the reference tokens
+carry and what they attend to. The DiT, the CLI, the
 trainer's ``[references]`` table, the adapter metadata and the ComfyUI nodes all speak
 :class:`ReferenceSettings`; the option values are the enums below (``str`` enums, so they compare
 equal to and serialise as their plain values), and the defaults live here, once.
@@ -25,6 +26,11 @@ Defaults, and why:
   tokens and skip the text: their keys and values are then the same at every sampling step, so
   they are computed once per generation and cached per block (``docs/cached_references.md``). A
   model trained with full attention runs it only as an approximation.
+* ``slot_anchor = canonical``: slot ``k`` shows the subject at yaw ``360*k/K`` of the subject
+  itself, as HarmoView's fixed slots do; the prompt says which side the video starts from.
+  ``frontal`` turns every subject's slots so that slot 0 holds the view marked frontal -- the view
+  the video starts from -- and the others keep their angle to it: the start view is then given
+  by the references instead of being read from the prompt (``docs/ablation.md`` measures both).
 """
 
 from __future__ import annotations
@@ -69,6 +75,13 @@ class RefAttention(StrEnum):
     CACHED = "cached"  # reference tokens only, no text: keys/values computed once per generation
 
 
+class SlotAnchor(StrEnum):
+    """Which yaw slot 0 stands for (see :meth:`mvs2v_core.references.layout.ReferenceLayout.build`)."""
+
+    CANONICAL = "canonical"  # the subject's own front: slot k = yaw 360*k/K of the subject
+    FRONTAL = "frontal"  # the frontal (start) view: slot k = 360*k/K degrees on from it
+
+
 class RefTimestep(StrEnum):
     """The timestep the reference tokens carry."""
 
@@ -86,6 +99,7 @@ DEFAULT_PLACEMENT = Placement.AFTER
 DEFAULT_EMPTY_SLOT_MODE = EmptySlotMode.GRAY
 DEFAULT_REF_TIMESTEP = RefTimestep.SAME
 DEFAULT_REF_ATTENTION = RefAttention.FULL
+DEFAULT_SLOT_ANCHOR = SlotAnchor.CANONICAL
 
 # What each option is, for messages: "empty-slot mode 'x' is unknown: use one of proxy, gray, drop".
 _OPTION_HINTS: dict[type, str] = {
@@ -94,6 +108,7 @@ _OPTION_HINTS: dict[type, str] = {
     EmptySlotMode: "proxy = the adapter's learned vector, gray = a mid-gray image, drop = no tokens",
     RefTimestep: "same = the video's timestep, zero = clean references at t = 0",
     RefAttention: "full = references attend to every token, cached = references attend to references only",
+    SlotAnchor: "canonical = slot 0 is the subject's front, frontal = slot 0 is the view marked frontal (the video's start)",
 }
 
 E = TypeVar("E", bound=StrEnum)
@@ -239,6 +254,7 @@ class ReferenceSettings:
         empty_slot_mode: :class:`EmptySlotMode`.
         ref_timestep: :class:`RefTimestep`.
         ref_attention: :class:`RefAttention` (``cached`` needs ``ref_timestep = zero``).
+        slot_anchor: :class:`SlotAnchor`, what slot 0 stands for.
     """
 
     slots_per_subject: int = DEFAULT_SLOTS_PER_SUBJECT
@@ -246,6 +262,7 @@ class ReferenceSettings:
     empty_slot_mode: EmptySlotMode = DEFAULT_EMPTY_SLOT_MODE
     ref_timestep: RefTimestep = DEFAULT_REF_TIMESTEP
     ref_attention: RefAttention = DEFAULT_REF_ATTENTION
+    slot_anchor: SlotAnchor = DEFAULT_SLOT_ANCHOR
 
     def __post_init__(self) -> None:
         _check_slots(self.slots_per_subject)
@@ -261,6 +278,7 @@ class ReferenceSettings:
         object.__setattr__(self, "ref_timestep", parse_option(RefTimestep, self.ref_timestep, "reference timestep mode"))
         object.__setattr__(self, "ref_attention", parse_option(RefAttention, self.ref_attention,
                                                                "reference attention mode"))
+        object.__setattr__(self, "slot_anchor", parse_option(SlotAnchor, self.slot_anchor, "slot anchor"))
         if self.ref_attention == RefAttention.CACHED and self.ref_timestep != RefTimestep.ZERO:
             raise MVS2VError("cached references run at timestep 0 (their keys and values must not change between "
                              "steps): set the reference timestep to 'zero', or use reference attention 'full'")
@@ -294,12 +312,14 @@ class ReferenceSettings:
 
     def to_dict(self) -> dict:
         """Plain JSON types; the adapter metadata stores these keys at its top level. ``ref_attention``
-        is written only when it is not ``full``, so adapters and training fingerprints made before the
+        is written only when it is not ``full`` (``slot_anchor`` only when not ``canonical``), so adapters and training fingerprints made before the
         cached mode existed stay byte for byte what they were."""
         d = {"slots_per_subject": self.slots_per_subject, "position_scheme": self.scheme.to_dict(),
              "empty_slot_mode": self.empty_slot_mode.value, "ref_timestep": self.ref_timestep.value}
         if self.ref_attention != RefAttention.FULL:
             d["ref_attention"] = self.ref_attention.value
+        if self.slot_anchor != SlotAnchor.CANONICAL:
+            d["slot_anchor"] = self.slot_anchor.value
         return d
 
     @classmethod
@@ -312,7 +332,7 @@ class ReferenceSettings:
             kw["slots_per_subject"] = d["slots_per_subject"]
         if "position_scheme" in d:
             kw["scheme"] = PositionScheme.from_dict(d["position_scheme"])
-        for key in ("empty_slot_mode", "ref_timestep", "ref_attention"):
+        for key in ("empty_slot_mode", "ref_timestep", "ref_attention", "slot_anchor"):
             if key in d:
                 kw[key] = d[key]
         return cls(**kw)
@@ -321,12 +341,14 @@ class ReferenceSettings:
         """One line for logs and messages."""
         return (f"{self.slots_per_subject} slots per subject, scheme {self.scheme.describe()}, "
                 f"empty slots {self.empty_slot_mode.value}, reference timestep {self.ref_timestep.value}"
-                + (f", reference attention {self.ref_attention.value}" if self.cached else ""))
+                + (f", reference attention {self.ref_attention.value}" if self.cached else "")
+                + (f", slots anchored on the {self.slot_anchor.value} view"
+                   if self.slot_anchor != SlotAnchor.CANONICAL else ""))
 
 
 __all__ = [
-    "SchemeName", "Placement", "EmptySlotMode", "RefTimestep", "RefAttention", "PositionScheme", "ReferenceSettings",
+    "SchemeName", "Placement", "EmptySlotMode", "RefTimestep", "RefAttention", "SlotAnchor", "PositionScheme", "ReferenceSettings",
     "parse_option", "option_values", "DEFAULT_SLOTS_PER_SUBJECT", "MAX_SLOTS_PER_SUBJECT", "DEFAULT_SCHEME",
     "DEFAULT_GAP", "DEFAULT_REF_GAP", "DEFAULT_IDENTITY_GAP", "DEFAULT_PLACEMENT", "DEFAULT_EMPTY_SLOT_MODE",
-    "DEFAULT_REF_TIMESTEP", "DEFAULT_REF_ATTENTION",
+    "DEFAULT_REF_TIMESTEP", "DEFAULT_REF_ATTENTION", "DEFAULT_SLOT_ANCHOR",
 ]

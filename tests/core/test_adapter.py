@@ -326,6 +326,17 @@ def test_slots_scheme_mode_mismatch_messages() -> None:
     assert any("36" in p for p in problems) and any("64" in p for p in problems)
 
 
+def test_slot_anchor_mismatch_both_ways_and_round_trip(tmp_path: Path) -> None:
+    anchored = _adapter(references=TRAINED.with_overrides(slot_anchor="frontal"))
+    with pytest.raises(AdapterMismatchError, match="anchored on the 'frontal' view; you asked for 'canonical'"):
+        require_compatible(anchored, _config(), TRAINED)
+    with pytest.raises(AdapterMismatchError, match="set the slot anchor to 'canonical'"):
+        require_compatible(_adapter(), _config(), TRAINED.with_overrides(slot_anchor="frontal"))
+    assert check_adapter(anchored, _config(), TRAINED.with_overrides(slot_anchor="frontal")) == []
+    save_adapter(tmp_path / "a.safetensors", anchored)
+    assert load_adapter(tmp_path / "a.safetensors").metadata.references.slot_anchor == "frontal"
+
+
 # ---- LoRA ------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from mvs2v_core.references.settings import (
     ReferenceSettings,
     RefTimestep,
     SchemeName,
+    SlotAnchor,
 )
 from mvs2v_core.references.tokens import ReferenceTokenPlan, extend_timesteps, proxy_slot_table
 
@@ -57,6 +58,44 @@ def test_round_trip_and_overrides():
     assert s.with_overrides() == s
     with pytest.raises(MVS2VError, match="unknown reference setting"):
         s.with_overrides(colour="red")
+
+
+def test_slot_anchor_defaults_to_canonical_and_is_written_only_when_set():
+    assert ReferenceSettings().slot_anchor is SlotAnchor.CANONICAL
+    assert "slot_anchor" not in ReferenceSettings().to_dict()  # adapters made before the option stay byte-equal
+    s = ReferenceSettings(slot_anchor=" Frontal")
+    assert s.to_dict()["slot_anchor"] == "frontal" and ReferenceSettings.from_dict(s.to_dict()) == s
+    assert "anchored on the frontal view" in s.describe()
+    assert ReferenceSettings().with_overrides(slot_anchor="frontal") == s
+    with pytest.raises(MVS2VError, match="slot anchor 'start' is unknown: use one of canonical, frontal"):
+        ReferenceSettings(slot_anchor="start")
+
+
+def _slot_sources(layout: ReferenceLayout) -> list[list[int | None]]:
+    return [[v.source for v in s.slots] for s in layout.subjects]
+
+
+def test_frontal_anchor_turns_the_slots_to_the_frontal_view():
+    views = [["front", "left", "back", "right"], ["back", "right"]]
+    canonical = ReferenceLayout.build(views, 4, frontal=[2, 0])
+    assert _slot_sources(canonical) == [[0, 1, 2, 3], [None, None, 0, 1]]
+    anchored = ReferenceLayout.build(views, 4, frontal=[2, 0], slot_anchor="frontal")
+    # Slot k is 90k degrees on from the frontal view: back, right, front, left; the second subject's
+    # back view moves to slot 0 and its right view (90 degrees on) to slot 1.
+    assert _slot_sources(anchored) == [[2, 3, 0, 1], [0, 1, None, None]]
+    assert [s.frontal for s in anchored.subjects] == [0, 0]
+    assert [v.yaw for v in anchored.subjects[0].slots] == [180.0, 270.0, 0.0, 90.0]  # the given yaws are kept
+    # Anchored on a front view it is the canonical layout; odd angles go to the nearest turned slot.
+    assert ReferenceLayout.build(views[:1], 4, frontal=[0], slot_anchor="frontal") == ReferenceLayout.build(views[:1], 4)
+    odd = ReferenceLayout.build([[100.0, 200.0]], 4, frontal=[0], slot_anchor="frontal")
+    assert _slot_sources(odd) == [[0, 1, None, None]]
+
+
+def test_frontal_anchor_with_an_unlabelled_frontal_view_counts_it_as_front():
+    layout = ReferenceLayout.build([[None, "left", "back"]], 4, frontal=[0], slot_anchor="frontal")
+    assert _slot_sources(layout) == [[0, 1, 2, None]]
+    layout = ReferenceLayout.build([["left", None]], 4, frontal=[1], slot_anchor="frontal")
+    assert _slot_sources(layout) == [[1, 0, None, None]]
 
 
 def test_canonical_ignores_fields_the_scheme_does_not_use():
@@ -104,3 +143,11 @@ def test_fill_proxies_covers_each_empty_slot_and_carries_gradients():
     out.sum().backward()
     # view 1 is empty in both subjects, view 2 in one, view 0 in none (2 samples x 2 tokens per slot)
     assert proxy.grad[1].eq(8).all() and proxy.grad[2].eq(4).all() and proxy.grad[0].eq(0).all()
+
+
+def test_the_pipeline_places_views_with_the_settings_slot_anchor():
+    from mvs2v_core.pipeline.generate import SubjectInput, layout_for
+
+    subject = SubjectInput("cube", [None, None, None], ["front", "left", "back"], frontal=2)
+    assert _slot_sources(layout_for([subject], ReferenceSettings())) == [[0, 1, 2, None]]
+    assert _slot_sources(layout_for([subject], ReferenceSettings(slot_anchor="frontal"))) == [[2, None, 0, 1]]

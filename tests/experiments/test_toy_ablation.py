@@ -136,6 +136,8 @@ def test_recipes_make_one_change_each(tmp_path):
     assert configs["mfi"].model.vision_encoder and not base.model.vision_encoder
     assert not base.references.settings().cached and configs["zero"].references.ref_timestep == "zero"
     assert configs["cached"].references.settings() == ReferenceSettings(4, "ts", "proxy", "zero", "cached")
+    assert configs["anchor"].references.settings() == ReferenceSettings(4, "ts", "proxy", slot_anchor="frontal")
+    assert base.references.slot_anchor == "canonical" and "slot_anchor" not in ta.ARMS["base"].to_json()
     short = ta.AblationSettings(steps=700, curriculum_steps=0)
     assert [st["steps"] for st in ta.recipes.cycle_stages(short, ta.ARMS["base"])] == [600, 100]
     assert "filter" not in ta.recipes.cycle_stages(short, ta.ARMS["base"])[0]  # no curriculum: every row

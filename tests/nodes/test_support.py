@@ -47,6 +47,16 @@ def test_labels_choose_slots_and_frontal():
     assert rs.layout.subjects[0].frontal == 0  # the view labelled front sits in slot 0
 
 
+def test_frontal_slot_anchor_puts_the_frontal_view_in_slot_0():
+    s = cs.make_subject("cat", _views(3), "back, front, 90", frontal=0)  # the video starts from the back
+    rs = cs.build_reference_set([s], 4, "gray", "frontal")
+    assert rs.slot_anchor == "frontal"
+    assert cs.slot_sources(rs) == [(0, 0), None, (0, 1), (0, 2)]  # back, (back + 90 empty), front, left
+    assert cs.build_reference_set([s], 4, "gray").slot_anchor == "canonical"
+    with pytest.raises(MVS2VError, match="slot anchor 'first' is unknown"):
+        cs.build_reference_set([s], 4, "gray", "first")
+
+
 def test_duplicate_subject_names_are_made_unique_and_too_many_views_refused():
     a, b = cs.make_subject("cat", _views(1)), cs.make_subject("cat", _views(1, seed=1))
     rs = cs.build_reference_set([a, b], 2, "drop")

@@ -115,6 +115,21 @@ def test_rules_across_tables():
     assert line.startswith("references.empty_slot_mode is 'proxy' but trainable.proxy is false")
 
 
+def test_frontal_slot_anchor_needs_stages_that_keep_the_frontal_view():
+    anchored = {**MINIMAL, "references": {"slot_anchor": "frontal"}}
+    assert parse_config(anchored).references.settings().slot_anchor == "frontal"
+    assert problems(anchored, (["stages", 0], "keep_frontal", False)) == [
+        "stages[0] (only) may drop the frontal view but references.slot_anchor is 'frontal': set keep_frontal = true"]
+    (line,) = problems(anchored, (["stages", 0], "views", "single"), (["stages", 0], "single_view", "random"))
+    assert line.endswith("set single_view = \"frontal\"")
+    (line,) = problems(MINIMAL, ([], "references", {"slot_anchor": "start"}))
+    assert "slot anchor 'start' is unknown: use one of canonical, frontal" in line
+    # Runs started before the option existed keep their fingerprint; the anchor changes it.
+    assert parse_config(anchored).fingerprint() != parse_config(MINIMAL).fingerprint()
+    explicit = parse_config({**MINIMAL, "references": {"slot_anchor": "canonical"}})
+    assert explicit.fingerprint() == parse_config(MINIMAL).fingerprint()
+
+
 def test_reference_defaults_are_the_contract_and_proxy_follows_the_mode():
     assert ReferencesSection().settings() == ReferenceSettings()
     cfg = parse_config(MINIMAL)

@@ -30,9 +30,10 @@ from mvs2v_core.errors import MVS2VError
 from mvs2v_core.references.layout import parse_view_label
 from mvs2v_core.references.settings import (DEFAULT_EMPTY_SLOT_MODE, DEFAULT_GAP, DEFAULT_IDENTITY_GAP,
                                             DEFAULT_PLACEMENT, DEFAULT_REF_ATTENTION, DEFAULT_REF_GAP,
-                                            DEFAULT_REF_TIMESTEP, DEFAULT_SCHEME, DEFAULT_SLOTS_PER_SUBJECT,
-                                            EmptySlotMode, Placement, PositionScheme, RefAttention,
-                                            ReferenceSettings, RefTimestep, SchemeName, parse_option)
+                                            DEFAULT_REF_TIMESTEP, DEFAULT_SCHEME, DEFAULT_SLOT_ANCHOR,
+                                            DEFAULT_SLOTS_PER_SUBJECT, EmptySlotMode, Placement, PositionScheme,
+                                            RefAttention, ReferenceSettings, RefTimestep, SchemeName, SlotAnchor,
+                                            parse_option)
 from mvs2v_core.sampling.solvers import SOLVERS
 
 
@@ -103,6 +104,7 @@ _THROUGH_CONTRACT: dict[str, Callable[[Any], Any]] = {
     "empty_slot_mode": lambda v: ReferenceSettings(empty_slot_mode=v).empty_slot_mode,
     "ref_timestep": lambda v: ReferenceSettings(ref_timestep=v).ref_timestep,
     "ref_attention": lambda v: parse_option(RefAttention, v, "reference attention mode"),
+    "slot_anchor": lambda v: parse_option(SlotAnchor, v, "slot anchor"),
 }
 
 
@@ -123,8 +125,10 @@ class ReferencesSection(_Table):
     empty_slot_mode: EmptySlotMode = DEFAULT_EMPTY_SLOT_MODE
     ref_timestep: RefTimestep = DEFAULT_REF_TIMESTEP
     ref_attention: RefAttention = DEFAULT_REF_ATTENTION
+    slot_anchor: SlotAnchor = DEFAULT_SLOT_ANCHOR
 
-    @field_validator("scheme", "placement", "empty_slot_mode", "ref_timestep", "ref_attention", mode="before")
+    @field_validator("scheme", "placement", "empty_slot_mode", "ref_timestep", "ref_attention", "slot_anchor",
+                     mode="before")
     @classmethod
     def _parse_option(cls, value: Any, info: ValidationInfo) -> Any:
         """Options are parsed by the contract (its messages list the allowed values and their meaning)."""
@@ -149,7 +153,7 @@ class ReferencesSection(_Table):
     def settings(self) -> ReferenceSettings:
         """The table as the one reference-settings type that inference and the adapter use."""
         return ReferenceSettings(self.slots_per_subject, self.position_scheme(), self.empty_slot_mode, self.ref_timestep,
-                                 self.ref_attention)
+                                 self.ref_attention, self.slot_anchor)
 
 
 def _contract_value(key: str, value: Any) -> Any:
@@ -507,7 +511,7 @@ class TrainConfig(_Table):
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
         """Rules that span tables; every broken one is reported (one line each)."""
-        problems = [*_required_problems(self), *_trainable_problems(self)]
+        problems = [*_required_problems(self), *_trainable_problems(self), *_anchor_problems(self)]
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -552,8 +556,11 @@ class TrainConfig(_Table):
         for k in ("checkpoint", "logging", "validation"):
             d.pop(k, None)
         d["train"].pop("output_dir", None)
+        # Defaults of options added later are left out, so runs started before they existed resume.
         if d["references"].get("ref_attention") == RefAttention.FULL.value:
-            del d["references"]["ref_attention"]  # the default: runs started before the option existed resume
+            del d["references"]["ref_attention"]
+        if d["references"].get("slot_anchor") == SlotAnchor.CANONICAL.value:
+            del d["references"]["slot_anchor"]
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -568,6 +575,22 @@ def _required_problems(cfg: TrainConfig) -> list[str]:
     names = [s.name for s in cfg.stages]
     problems += [f"two stages are named {n!r}: give every stage its own name"
                  for n in sorted({n for n in names if names.count(n) > 1})]
+    return problems
+
+
+def _anchor_problems(cfg: TrainConfig) -> list[str]:
+    """Slots anchored on the frontal view need that view in every sample: a stage that may drop it
+    would anchor the slots on another view and teach the model the wrong angles."""
+    if cfg.references.slot_anchor != SlotAnchor.FRONTAL:
+        return []
+    problems = []
+    for i, st in enumerate(cfg.stages):
+        if st.views == "dropout" and not st.keep_frontal:
+            problems.append(f"stages[{i}] ({st.name}) may drop the frontal view but references.slot_anchor is "
+                            "'frontal': set keep_frontal = true")
+        elif st.views in ("single", "single_or_full") and st.single_view != "frontal":
+            problems.append(f"stages[{i}] ({st.name}) keeps a random single view but references.slot_anchor is "
+                            "'frontal': set single_view = \"frontal\"")
     return problems
 
 

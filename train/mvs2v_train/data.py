@@ -169,7 +169,8 @@ class TrainData:
                 chosen_frontal.append(views.index(fr) if fr in views else None)
                 sources.append(views)
             layout = ReferenceLayout.build(labels, cfg.references.slots_per_subject,
-                                           names=[s.name for s in specs], frontal=chosen_frontal)
+                                           names=[s.name for s in specs], frontal=chosen_frontal,
+                                           slot_anchor=cfg.references.slot_anchor)
             ref_drop = not deterministic_eval and rng.random() < aug.reference_drop
             ref_latents, mfi = self._slot_latents(rec, subjects, sources, layout, rng, deterministic_eval, ref_drop)
             kept_counts = [len(v) for v in sources]
