@@ -55,8 +55,9 @@ class SubjectNode(io.ComfyNode):
                     "One label per image, comma-separated: front, left, back, right or a yaw in degrees (e.g. 45). "
                     "Labelled views go to the slot of the nearest canonical view; leave empty to fill slots in order")),
                 io.Int.Input("frontal_view", default=-1, min=-1, max=63, tooltip=(
-                    "Index (from 0) of the frontal view, used by MFI; -1 = the labelled view within 45 degrees of front, "
-                    "else the first unlabelled view, else the labelled view nearest front")),
+                    "Index (from 0) of the frontal view, used by MFI and, with slot_anchor frontal, the view the video "
+                    "starts from; -1 = the labelled view within 45 degrees of front, else the first unlabelled view, "
+                    "else the labelled view nearest front")),
                 io.Mask.Input("mask", optional=True, tooltip=(
                     "Optional subject mask (1 = subject) from a background-removal node; pixels outside it become "
                     "white, as Phantom's references")),

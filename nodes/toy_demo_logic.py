@@ -300,12 +300,15 @@ def demo_scene(info: dict[str, Any], index: int) -> ToyDemoScene:
 
 
 def scene_subjects(scene: ToyDemoScene) -> list[SubjectViews]:
-    """One pack subject per object: its reference views (uint8 renders on white), labelled by view."""
+    """One pack subject per object: its reference views (uint8 renders on white), labelled by view; the
+    start view (what frame 0 shows) is the frontal view, as in the toy datasets and ``mvs2v demo``."""
     subjects = []
     for obj, refs in zip(scene.truth.scene.objects, scene.truth.references):
         images = torch.from_numpy(np.stack([r.image for r in refs])).float() / 255.0
-        labels = ",".join(r.label if r.label is not None else f"{r.yaw:g}" for r in refs)
-        subjects.append(make_subject(obj.name, images, labels))
+        labels = [r.label for r in refs]
+        text = ",".join(r.label if r.label is not None else f"{r.yaw:g}" for r in refs)
+        frontal = labels.index(obj.start_view) if obj.start_view in labels else None
+        subjects.append(make_subject(obj.name, images, text, frontal))
     return subjects
 
 

@@ -86,7 +86,8 @@ class ToySceneNode(io.ComfyNode):
         info = demo.info
         s = toy.demo_scene(info, scene)
         meta = demo.adapter.metadata
-        refs = support.build_reference_set(toy.scene_subjects(s), meta.references.slots_per_subject, meta.references.empty_slot_mode)
+        refs = support.build_reference_set(toy.scene_subjects(s), meta.references.slots_per_subject,
+                                           meta.references.empty_slot_mode, meta.references.slot_anchor)
         truth = torch.from_numpy(s.truth.frames).float() / 255.0
         latent = {"samples": toy.empty_latent(demo.codec, info["frames"], info["height"], info["width"])}
         return io.NodeOutput(refs, s.caption, truth, latent, s, ui=ui.PreviewImage(support.preview_grid(refs)))

@@ -106,16 +106,36 @@ def bundle(layout: Layout, results: Path, run: str, dest: Path, log=print) -> Pa
     if record is None or not (record.get("bench") or {}).get("w1") or not is_exported(model):
         raise MVS2VError(f"run {run} has no exported model with a W1 bench in {layout.root} (result file "
                          f"{results / (run + '.json')}): run the ablation for it first")
+    return _copy_bundle(model, record, arm.own_row, dest, log)
+
+
+def bundle_folders(model: Path, benches: list[Path], command: str, dest: Path, log=print) -> Path:
+    """Bundle a model folder trained by hand (a config under ``results/manual_runs``): its ``mvs2v toy-bench``
+    folders give the numbers (one per world, W1 required) and ``command`` says how it was trained."""
+    from .scoring import condense_folder
+
+    summaries = {}
+    for folder in benches:
+        if not (folder / "results.json").is_file():
+            raise MVS2VError(f"{folder} is not a finished mvs2v toy-bench folder (no results.json): score the model first")
+        summary = condense_folder(folder)
+        summaries[summary["world"]] = summary
+    if "w1" not in summaries or not is_exported(model):
+        raise MVS2VError(f"bundling needs an exported model folder ({model}) and a W1 bench folder among {benches}")
+    return _copy_bundle(model, {"command": command, "bench": summaries}, "multi", dest, log)
+
+
+def _copy_bundle(model: Path, record: dict[str, Any], row: str, dest: Path, log) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("dit.safetensors", "adapter.safetensors", *ENCODER_FOLDERS):
         _replace(model / name, dest / name)
     info = read_json(model / "model.json")
     info["training_command"] = record["command"]
-    info["bench"] = bench_info(record, arm.own_row)
-    w1 = record["bench"]["w1"]["rows"].get(arm.own_row, {})
+    info["bench"] = bench_info(record, row)
+    w1 = record["bench"]["w1"]["rows"].get(row, {})
     info["metrics"] = {m: ci["mean"] for m, ci in w1.items()}
     write_json(dest / "model.json", info)
     write_text(dest / "README.md", readme(info, record))
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
-    log(f"bundled {run} into {dest} ({size / 1e6:.2f} MB)")
+    log(f"bundled {info.get('run', model)} into {dest} ({size / 1e6:.2f} MB)")
     return dest

@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="same as the `report` command")
     p.add_argument("--bundle", metavar="DEST", help="copy a finished run as the demo model into DEST (no training)")
     p.add_argument("--bundle-run", metavar="ARM-sSEED", default="base-s0", help="the run to bundle (base-s0)")
+    p.add_argument("--bundle-model", metavar="DIR", help="with --bundle: bundle this exported model folder (a run "
+                   "trained by hand) instead of a run of the grid; give its bench folders with --bundle-bench")
+    p.add_argument("--bundle-bench", metavar="DIR", action="append", default=[],
+                   help="with --bundle-model: a finished mvs2v toy-bench folder of it (W1 required, W2 optional)")
+    p.add_argument("--bundle-command", metavar="TEXT", default="",
+                   help="with --bundle-model: how the model was trained (written into model.json and the README)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
 
@@ -125,6 +131,12 @@ def _context(args: argparse.Namespace, s: AblationSettings) -> WorkerContext:
 def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "report" or args.report_only:
         print(Path(write_report(repo_path(args.results))).read_text(encoding="utf-8"))
+        return
+    if args.bundle and args.bundle_model:
+        from .bundle import bundle_folders
+
+        bundle_folders(Path(args.bundle_model), [Path(b) for b in args.bundle_bench], args.bundle_command,
+                       Path(args.bundle))
         return
     if not args.out:
         raise MVS2VError("--out is required: the folder of the data, checkpoints and models")

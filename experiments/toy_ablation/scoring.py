@@ -55,11 +55,24 @@ def bench_world(model: Path, out: Path, world: str, scenes: int, seeds: Sequence
 
     res = run_toy_bench(model, out, world=world, scenes=scenes, seeds=tuple(seeds), eval_seed=s.eval_seed,
                         rows=tuple(rows), batch=batch, steps=s.sample_steps, log=log)
+    return condense(res, out, world, scenes, seeds, rows)
+
+
+def condense(res: dict[str, Any], out: Path, world: str, scenes: int, seeds: Sequence[int],
+             rows: Sequence[str]) -> dict[str, Any]:
+    """A bench's ``results.json`` content ``res`` (its folder ``out``) as the result files' summary."""
     table = {row: {m: _ci(cis[m]) for m in SUMMARY_METRICS if m in cis} for row, cis in res["rows"].items()}
     paired = {name: {m: _ci(ci) for m, ci in cis.items()} for name, cis in res["paired"].items()}
     return {"world": world, "scenes": scenes, "seeds": list(seeds), "rows": table, "paired": paired,
             "per_scene": per_scene_values(out, rows, scenes, seeds), "notes": res.get("notes", []),
             "command": res["command"]}
+
+
+def condense_folder(out: Path) -> dict[str, Any]:
+    """A finished ``mvs2v toy-bench`` folder's summary, from its ``results.json`` and records."""
+    res = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    st = res["settings"]
+    return condense(res, out, st["world"], st["scenes"], st["seeds"], st["rows"])
 
 
 def curve_point(step: int, summary: dict[str, Any], row: str) -> dict[str, Any]:

@@ -113,6 +113,17 @@ def test_tiny_ablation_end_to_end_resumes_reruns_nothing_and_bundles(tmp_path, m
     assert info["eval"] == {"world": "w1", "seed": 1000} and "reference use" in info["bench"]["w1"]["headline"]
     assert (dest / "README.md").is_file() and (dest / "vision_encoder").is_dir()
 
+    # A model trained by hand is bundled from its folder and bench folders: the same numbers as the runner's.
+    run_dir = tmp_path / "abl" / "runs" / "base-s0"
+    by_hand = tmp_path / "by_hand"
+    assert ta.main(["--bundle", str(by_hand), "--bundle-model", str(run_dir / "model"), "--bundle-bench",
+                    str(run_dir / "bench" / "w1"), "--bundle-command", "mvs2v-train train --config t.toml"]) == 0
+    hand = demo_model_info(by_hand)
+    assert hand["training_command"] == "mvs2v-train train --config t.toml" and set(hand["bench"]) == {"w1"}
+    assert hand["bench"]["w1"]["rows"] == info["bench"]["w1"]["rows"] and hand["metrics"] == info["metrics"]
+    assert ta.main(["--bundle", str(by_hand), "--bundle-model", str(run_dir / "model"), "--bundle-bench",
+                    str(tmp_path)]) == 2  # not a bench folder: one line, nothing copied
+
 
 def test_recipes_make_one_change_each(tmp_path):
     layout, s, init = Layout(tmp_path), ta.AblationSettings(), tmp_path / "init"

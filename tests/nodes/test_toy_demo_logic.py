@@ -189,8 +189,9 @@ def test_scene_is_the_cli_demos_scene(pack, toy, demo):
     assert s.views == [str(v) for v in info["eval_views"]]
     subjects = toy.scene_subjects(s)
     assert [x.name for x in subjects] == [o.name for o in scene.objects]
-    for subj, refs in zip(subjects, s.truth.references):
+    for subj, refs, obj in zip(subjects, s.truth.references, scene.objects):
         assert list(subj.labels) == [r.label for r in refs]
+        assert subj.labels[subj.frontal] == obj.start_view  # frame 0's view is the frontal one, as in the CLI demo
         assert np.array_equal((subj.images * 255).round().byte().numpy(), np.stack([r.image for r in refs]))
     codec = pack.mvs2v_toy.codec.load_codec(demo.DEMO_ASSETS / "codec")
     lat = toy.empty_latent(codec, info["frames"], info["height"], info["width"])
