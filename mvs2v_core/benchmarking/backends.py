@@ -180,7 +180,8 @@ class PipelineBackend:
             gap=_setting(self.spec, "gap", float), slots_per_subject=_setting(self.spec, "slots_per_subject", int))
         settings = replace(self.settings(case), references=refs)
         subjects = [SubjectInput(s.name, [str(v.image) for v in s.views],
-                                 s.labels if any(lab is not None for lab in s.labels) else None) for s in case.subjects]
+                                 s.labels if any(lab is not None for lab in s.labels) else None, s.frontal)
+                    for s in case.subjects]
         t1 = time.perf_counter()
         result = pipe.generate(settings, subjects)
         result.save(video, VIDEO_FPS, pipe.lossless_output)
@@ -203,7 +204,9 @@ def workflow_values(case: BenchCase, uploaded: list[list[str]], steps: int | Non
     for i, (subject, names) in enumerate(zip(case.subjects, uploaded)):
         labels = ["" if lab is None else (f"{lab:g}" if isinstance(lab, float) else lab) for lab in subject.labels]
         values.update({f"subject{i}_name": subject.name, f"subject{i}_kind": subject.kind,
-                       f"subject{i}_labels": ",".join(labels), f"subject{i}_views": len(names)})
+                       f"subject{i}_labels": ",".join(labels), f"subject{i}_views": len(names),
+                       # an int, as MV-S2V Subject's frontal_view: -1 = the node's default
+                       f"subject{i}_frontal": -1 if subject.frontal is None else subject.frontal})
         for j, (name, label) in enumerate(zip(names, labels)):
             values[f"subject{i}_view{j}"] = name
             values[f"subject{i}_view{j}_label"] = label

@@ -4,14 +4,18 @@ A case (HarmoView-Bench style)::
 
     {"id": "cat_garden", "prompt": "a cat walks around a garden", "seed": 42,
      "subjects": [{"name": "cat", "kind": "object",
-                   "views": [{"image": "cat/front.png", "view": "front"}, {"image": "cat/side.png", "view": 90}],
+                   "views": [{"image": "cat/front.png", "view": "front"},
+                             {"image": "cat/side.png", "view": 90, "frontal": true}],
                    "box": [x0, y0, x1, y1], "mask": "cat/mask.png"}],
      "width": 832, "height": 480, "frames": 81, "steps": 30}
 
-``view`` is a label (front/left/back/right) or a yaw in degrees; ``kind`` is person (default) or
-object; ``box`` / ``mask`` (optional) locate the subject in the generated frames for the crop
-metrics; ``width``/``height`` (or ``size: [W, H]``), ``frames``, ``steps``, ``negative_prompt`` are
-optional (default: the model's). Image paths are relative to the case file's folder.
+``view`` is a label (front/left/back/right) or a yaw in degrees; ``"frontal": true`` (at most one
+view a subject) marks the view the video starts from (``SubjectInput.frontal``; default: the view
+labelled nearest the front), which a slot-anchored model puts in slot 0; ``kind`` is person
+(default) or object; ``box`` / ``mask`` (optional) locate the subject in the generated frames for
+the crop metrics; ``width``/``height`` (or ``size: [W, H]``), ``frames``, ``steps``,
+``negative_prompt`` are optional (default: the model's). Image paths are relative to the case
+file's folder.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class BenchSubject:
     views: tuple[BenchView, ...]
     box: tuple[float, float, float, float] | None = None
     mask: Path | None = None
+    frontal: int | None = None  # index of the view marked frontal; None: the layout's default
 
     @property
     def labels(self) -> list[str | float | None]:
@@ -70,14 +75,15 @@ def _plain(x: Any) -> Any:
     if isinstance(x, Path):
         return str(x)
     if hasattr(x, "__dataclass_fields__"):
-        return {k: getattr(x, k) for k in x.__dataclass_fields__}
+        # An unset frontal flag is left out, so cases written before it keep their cached results.
+        return {k: getattr(x, k) for k in x.__dataclass_fields__ if not (k == "frontal" and x.frontal is None)}
     raise TypeError(type(x).__name__)
 
 
 def _models():
     """The pydantic schema (built lazily: pydantic is only needed when a case file is read)."""
     try:
-        from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+        from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
     except ImportError:
         raise MVS2VError("mvs2v bench needs pydantic >= 2 to read case files: pip install \"mvs2v[bench]\"") from None
     from typing import Literal, Optional, Union
@@ -88,6 +94,7 @@ def _models():
         model_config = ConfigDict(extra="forbid")
         image: str = Field(min_length=1)
         view: Optional[Union[float, str]] = None
+        frontal: StrictBool = False
 
         @field_validator("view")
         @classmethod
@@ -114,6 +121,14 @@ def _models():
             if b is not None and (b[2] <= b[0] or b[3] <= b[1]):
                 raise ValueError("a box is [x0, y0, x1, y1] in frame pixels with x1 > x0 and y1 > y0")
             return b
+
+        @model_validator(mode="after")
+        def _one_frontal(self) -> "Subject":
+            marked = [j for j, v in enumerate(self.views) if v.frontal]
+            if len(marked) > 1:
+                raise ValueError(f"subject {self.name!r} has views {marked} marked frontal; mark at most one (the "
+                                 "view the video starts from)")
+            return self
 
     class Case(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -169,7 +184,8 @@ def _to_case(model: Any, base: Path, where: str) -> BenchCase:
             mask = (base / s.mask).resolve()
             if not mask.exists():
                 raise MVS2VError(f"{where}: subject {s.name!r}: mask {s.mask} does not exist")
-        subjects.append(BenchSubject(s.name, s.kind, tuple(views), tuple(s.box) if s.box else None, mask))
+        frontal = next((j for j, v in enumerate(s.views) if v.frontal), None)
+        subjects.append(BenchSubject(s.name, s.kind, tuple(views), tuple(s.box) if s.box else None, mask, frontal))
     return BenchCase(model.id, model.prompt, model.seed, tuple(subjects), model.negative_prompt, model.width,
                      model.height, model.frames, model.steps)
 

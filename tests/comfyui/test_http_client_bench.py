@@ -3,7 +3,7 @@
 One server session (the shared ``comfy_server`` fixture): check_workflow's errors for an unknown node
 type and a missing model file, an upload round trip through LoadImage -> SaveImage with the output
 downloaded, a job that fails mid-run (MV-S2V Subject given more view labels than images), and the
-benchmark runner on the shipped toy cases through the pack's toy nodes.
+benchmark runner on the shipped toy cases through the pack's toy nodes (each case's frontal view included).
 """
 
 from __future__ import annotations
@@ -82,6 +82,15 @@ def test_bench_runs_the_shipped_cases_through_comfyui(comfy_server, tmp_path):
         assert read_video(out / r["video"]).shape == (9, 32, 32, 3)
         assert r["metrics"]["motion_amplitude"]["value"] >= 0
     assert "comfy_toy,motion_amplitude" in (out / "leaderboard.csv").read_text()
+    # {{subject0_frontal}} reached MV-S2V Subject as an int: the start view of each case (front, front, back, back).
+    from urllib.request import urlopen
+
+    queued = []
+    for r in records:
+        prompt_id = r["generation"]["prompt_id"]
+        with urlopen(f"{comfy_server.url}/history/{prompt_id}", timeout=30) as reply:
+            queued.append(json.load(reply)[prompt_id]["prompt"][2]["subject"]["inputs"]["frontal_view"])
+    assert queued == [0, 0, 2, 2] and all(type(v) is int for v in queued)
     assert main(args) == 0  # a rerun reuses every result
 
     # The same cases through the pipeline API with the bundled model: the same videos, up to ComfyUI's WebP

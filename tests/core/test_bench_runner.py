@@ -105,6 +105,11 @@ def _case(**over) -> dict:
     (json.dumps(_case(subjects=[{"name": "a", "views": [{"image": "missing.png"}]}])),
      r"subject 'a': image missing.png does not exist"),
     (json.dumps(_case()) + "\n" + json.dumps(_case()), r"case id 'c1' is used twice"),
+    (json.dumps(_case(subjects=[{"name": "a", "views": [{"image": "front.png", "view": "front", "frontal": True},
+                                                       {"image": "front.png", "view": "back", "frontal": True}]}])),
+     r"\(case 'c1'\): subjects.0: subject 'a' has views \[0, 1\] marked frontal; mark at most one"),
+    (json.dumps(_case(subjects=[{"name": "a", "views": [{"image": "front.png", "frontal": "yes"}]}])),
+     r"subjects.0.views.0.frontal: Input should be a valid boolean"),
     ("", r"holds no case"),
 ])
 def test_bad_case_files_are_one_line(tmp_path, line, message):
@@ -178,3 +183,89 @@ def test_comfyui_mode_uploads_fills_runs_downloads_and_scores(tmp_path):
     video = read_video(tmp_path / "out" / record["video"]).numpy()
     assert video.shape == (5, 32, 32, 3) and int(video[4].mean()) == 160
     assert record["metrics"]["motion_amplitude"]["value"] == pytest.approx(0.0, abs=1e-3)  # flat frames: no flow
+
+
+# ---- the frontal (start) view ------------------------------------------------------------------------------------
+
+
+def test_shipped_cases_mark_the_start_view_frontal():
+    cases = load_cases(CASES)
+    starts = [c.prompt.split(" from its ")[1].split()[0] for c in cases]  # "... turns right from its back on ..."
+    assert starts == ["front", "front", "back", "back"]
+    for case, start in zip(cases, starts):
+        (cube,) = case.subjects
+        assert cube.labels[cube.frontal] == start
+        assert case.fingerprint()["subjects"][0]["frontal"] == cube.frontal
+
+
+def test_an_unflagged_case_keeps_its_fingerprint(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "front.png")
+    (tmp_path / "cases.jsonl").write_text(json.dumps(_case()) + "\n")
+    (case,) = load_cases(tmp_path / "cases.jsonl")
+    assert case.subjects[0].frontal is None
+    # The fingerprint as it was before the frontal flag existed: cached results stay valid.
+    assert set(case.fingerprint()["subjects"][0]) == {"name", "kind", "views", "box", "mask"}
+
+
+def test_frontal_placeholder_is_the_flagged_index_or_minus_one(tmp_path):
+    from PIL import Image
+
+    from mvs2v_core.benchmarking.backends import workflow_values
+    from mvs2v_core.comfyui_http import fill_placeholders
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "v.png")
+    views = [{"image": "v.png", "view": lab} for lab in ("front", "left", "back")]
+    flagged = [dict(v, frontal=True) if v["view"] == "left" else v for v in views]
+    line = _case(subjects=[{"name": "a", "views": views}, {"name": "b", "views": flagged}])
+    (tmp_path / "cases.jsonl").write_text(json.dumps(line) + "\n")
+    (case,) = load_cases(tmp_path / "cases.jsonl")
+    values = workflow_values(case, [["a0", "a1", "a2"], ["b0", "b1", "b2"]], None, "p")
+    assert (values["subject0_frontal"], values["subject1_frontal"]) == (-1, 1)
+    node = {"s": {"class_type": "MVS2VSubject", "inputs": {"frontal_view": "{{subject1_frontal}}",
+                                                            "name": "{{subject0_name}}@{{subject0_frontal}}"}}}
+    filled = fill_placeholders(node, values)["s"]["inputs"]
+    assert filled["frontal_view"] == 1 and type(filled["frontal_view"]) is int  # MV-S2V Subject's INT input
+    assert filled["name"] == "a@-1"
+
+
+def _anchored_copy_of_the_toy_model(folder: Path) -> Path:
+    """The bundled toy model with its adapter saying ``slot_anchor = frontal`` (whatever the bundled one says)."""
+    import shutil
+    from dataclasses import replace
+
+    from mvs2v_core.adapter import load_adapter, save_adapter
+
+    shutil.copytree(TOY, folder)
+    adapter = load_adapter(folder / "adapter.safetensors")
+    refs = replace(adapter.metadata.references, slot_anchor="frontal")
+    adapter.metadata = replace(adapter.metadata, references=refs)
+    save_adapter(folder / "adapter.safetensors", adapter)
+    return folder
+
+
+def test_frontal_flag_reaches_the_pipeline_and_slot_zero_of_an_anchored_model(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from mvs2v_core.benchmarking.backends import PipelineBackend, parse_model_spec
+    from mvs2v_core.pipeline import generate as generate_module
+
+    built = []
+    real_layout_for = generate_module.layout_for
+    monkeypatch.setattr(generate_module, "layout_for",
+                        lambda subjects, refs: built.append((list(subjects), refs, real_layout_for(subjects, refs)))
+                        or built[-1][2])
+    model = _anchored_copy_of_the_toy_model(tmp_path / "anchored")
+    backend = PipelineBackend(parse_model_spec(f"anchored={model}"), device="cpu", steps=1)
+    case = load_cases(CASES)[2]  # "... turns left from its back ...": the back view is flagged
+    record = backend.generate(case, tmp_path / "video.mp4")
+    assert (tmp_path / "video.mp4").is_file() and "slot_anchor=<SlotAnchor.FRONTAL" in record["references"]
+    (subjects, refs, layout), = built
+    assert [s.frontal for s in subjects] == [2] and subjects[0].labels == ["front", "left", "back", "right"]
+    (cube,) = layout.subjects
+    assert cube.slots[0].source == 2 and cube.frontal == 0  # the start (back) view in slot 0
+    assert cube.slots[2].source == 0  # the front, 180 degrees on from it
+    # The same subjects, canonical: slot 0 is the front again, the flag only names the frontal slot.
+    canonical = real_layout_for(subjects, replace(refs, slot_anchor="canonical")).subjects[0]
+    assert canonical.slots[0].source == 0 and canonical.slots[canonical.frontal].source == 2

@@ -3,9 +3,10 @@
     python benchmarks/cases/toy/make_cases.py [--scenes 4]
 
 Writes ``cases.jsonl`` and one PNG per reference view (``<case>/<subject>_<view>.png``, a few hundred
-bytes each) next to this script. The scenes are those ``mvs2v demo --seed N`` and ``mvs2v toy-bench``
-use (drawn from the evaluation seed in the bundled model's ``model.json``), so the images are the
-project's own renders and can be redistributed with it. Deterministic: rerunning rewrites the same files.
+bytes each) next to this script; each subject's start view (what frame 0 shows) is marked
+``"frontal": true``. The scenes are those ``mvs2v demo --seed N`` and ``mvs2v toy-bench`` use (drawn
+from the evaluation seed in the bundled model's ``model.json``), so the images are the project's own
+renders and can be redistributed with it. Deterministic: rerunning rewrites the same files.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def write_cases(out: Path, scenes: int) -> Path:
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 with atomic_write(out / rel, suffix=".png") as tmp:
                     Image.fromarray(np.ascontiguousarray(ref.image, dtype=np.uint8)).save(tmp, format="PNG")
-                views.append({"image": rel.as_posix(), "view": ref.name})
+                view = {"image": rel.as_posix(), "view": ref.name}
+                if ref.name == obj.start_view:  # what frame 0 shows: slot 0 of a slot-anchored model
+                    view["frontal"] = True
+                views.append(view)
             subjects.append({"name": name, "kind": "object", "views": views})
         lines.append(json.dumps({"id": case_id, "prompt": truth.caption, "seed": index, "subjects": subjects,
                                  "width": info["width"], "height": info["height"], "frames": frames}))
