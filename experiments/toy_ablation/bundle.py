@@ -59,8 +59,12 @@ def readme(info: dict[str, Any], record: dict[str, Any]) -> str:
              f"{cur['seed']}), then " if cur else "")
     graded = (cur or {}).get("graded", [])
     first += "".join(f"{g['steps']} steps on {g['world'].upper()} with the worlds before it, then " for g in graded)
+    # A hand-made run names its later stages' world mixes itself (e.g. "W0sd+W12").
+    stages = (cur or {}).get("stages", [])
+    first += "".join(f"{st['steps']} steps on {st['worlds']}, then " for st in stages)
     mix = " together with the curriculum worlds" if (cur or {}).get("keep_mix") else ""
-    main_steps = info["finetune_steps"] - (cur["steps"] if cur else 0) - sum(g["steps"] for g in graded)
+    main_steps = (info["finetune_steps"] - (cur["steps"] if cur else 0) - sum(g["steps"] for g in graded)
+                  - sum(st["steps"] for st in stages))
     return f"""# The toy demo model of `mvs2v demo`
 
 A tiny Wan DiT ({info['parameters'] / 1e6:.2f} M parameters, width {d['dim']}, {d['num_layers']} blocks) fine-tuned
