@@ -5,7 +5,9 @@ which are empty. Slot ``k`` of a subject stands for the canonical yaw ``360 * k 
 degrees (slot 0 is the front), so with four slots the slots are front / left / back / right. Views
 given with a label or a yaw go to the nearest free canonical slot; views without one fill the free
 slots in order. This keeps a fixed correspondence between a slot's position ids and the viewpoint
-it shows, which is what HarmoView's fixed slots rely on.
+it shows, which is what HarmoView's fixed slots rely on. With ``slot_anchor = "frontal"`` the yaws
+are measured from the subject's frontal view instead (it goes to slot 0), so the slots stand for
+angles from the view the video starts from (:class:`~mvs2v_core.references.settings.SlotAnchor`).
 
 Token order, used by every position scheme and by the DiT: video tokens first, then the slots in
 layout order (subject-major, slot-minor); each slot is one latent frame of ``h x w`` tokens.

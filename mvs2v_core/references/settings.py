@@ -3,8 +3,8 @@
 How reference views become tokens is decided by these things, and only by these: how many view
 slots each subject has and which view slot 0 stands for, where the slots sit in RoPE space (the
 position scheme and its gaps), what an empty slot becomes, which timestep the reference tokens
-carry and what they attend to. The DiT, the CLI, the
-trainer's ``[references]`` table, the adapter metadata and the ComfyUI nodes all speak
+carry and what they attend to. The DiT, the CLI, the trainer's ``[references]`` table, the adapter
+metadata and the ComfyUI nodes all speak
 :class:`ReferenceSettings`; the option values are the enums below (``str`` enums, so they compare
 equal to and serialise as their plain values), and the defaults live here, once.
 
@@ -108,7 +108,8 @@ _OPTION_HINTS: dict[type, str] = {
     EmptySlotMode: "proxy = the adapter's learned vector, gray = a mid-gray image, drop = no tokens",
     RefTimestep: "same = the video's timestep, zero = clean references at t = 0",
     RefAttention: "full = references attend to every token, cached = references attend to references only",
-    SlotAnchor: "canonical = slot 0 is the subject's front, frontal = slot 0 is the view marked frontal (the video's start)",
+    SlotAnchor: ("canonical = slot 0 is the subject's front, "
+                 "frontal = slot 0 is the view marked frontal (the video's start)"),
 }
 
 E = TypeVar("E", bound=StrEnum)
@@ -312,8 +313,9 @@ class ReferenceSettings:
 
     def to_dict(self) -> dict:
         """Plain JSON types; the adapter metadata stores these keys at its top level. ``ref_attention``
-        is written only when it is not ``full`` (``slot_anchor`` only when not ``canonical``), so adapters and training fingerprints made before the
-        cached mode existed stay byte for byte what they were."""
+        is written only when it is not ``full`` and ``slot_anchor`` only when it is not ``canonical``, so
+        adapters and training fingerprints made before those options existed stay byte for byte what
+        they were."""
         d = {"slots_per_subject": self.slots_per_subject, "position_scheme": self.scheme.to_dict(),
              "empty_slot_mode": self.empty_slot_mode.value, "ref_timestep": self.ref_timestep.value}
         if self.ref_attention != RefAttention.FULL:
@@ -347,7 +349,8 @@ class ReferenceSettings:
 
 
 __all__ = [
-    "SchemeName", "Placement", "EmptySlotMode", "RefTimestep", "RefAttention", "SlotAnchor", "PositionScheme", "ReferenceSettings",
+    "SchemeName", "Placement", "EmptySlotMode", "RefTimestep", "RefAttention", "SlotAnchor", "PositionScheme",
+    "ReferenceSettings",
     "parse_option", "option_values", "DEFAULT_SLOTS_PER_SUBJECT", "MAX_SLOTS_PER_SUBJECT", "DEFAULT_SCHEME",
     "DEFAULT_GAP", "DEFAULT_REF_GAP", "DEFAULT_IDENTITY_GAP", "DEFAULT_PLACEMENT", "DEFAULT_EMPTY_SLOT_MODE",
     "DEFAULT_REF_TIMESTEP", "DEFAULT_REF_ATTENTION", "DEFAULT_SLOT_ANCHOR",
