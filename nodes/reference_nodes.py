@@ -36,7 +36,7 @@ def _reference_set_outputs(ref_set: support.ReferenceSet) -> io.NodeOutput:
     shown["mvs2v_layout"] = [{"slots_per_subject": ref_set.slots_per_subject,
                               "empty_slot_mode": ref_set.empty_slot_mode.value,
                               "slot_anchor": ref_set.slot_anchor.value,
-                              "slots": support.describe_layout(ref_set.layout)}]
+                              "slots": support.describe_layout(ref_set.layout, ref_set.slot_anchor)}]
     return io.NodeOutput(ref_set, grid, ui=shown)
 
 
@@ -204,6 +204,7 @@ class EncodeReferences(io.ComfyNode):
         frames = [t if t is not None else torch.zeros_like(template) for t in latents]
         encoded = support.EncodedReferences(
             latents=torch.cat(frames, dim=2), layout=references.layout, empty_slot_mode=references.empty_slot_mode,
-            slot_anchor=references.slot_anchor, width=int(width), height=int(height), frontal_pixels=support.frontal_pixels(references, width, height),
+            slot_anchor=references.slot_anchor, width=int(width), height=int(height),
+            frontal_pixels=support.frontal_pixels(references, width, height),
         )
         return io.NodeOutput(encoded)

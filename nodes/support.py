@@ -248,17 +248,26 @@ def build_reference_set(
     return ReferenceSet(renamed, layout, empty_slot_mode, slot_anchor)
 
 
-def describe_layout(layout: ReferenceLayout) -> list[dict]:
-    """Per slot (token order): subject, slot index, canonical view name, filled, source view index."""
+def describe_layout(layout: ReferenceLayout, slot_anchor: SlotAnchor | str = SlotAnchor.CANONICAL) -> list[dict]:
+    """Per slot (token order): subject, slot index, the view the slot stands for, filled, source view index.
+
+    The view is a canonical name (``front``, ``left``...) or, with ``slot_anchor = frontal``, the angle
+    from the frontal view (``frontal``, ``frontal+90°``...): there slot 0 need not hold the front.
+    """
     names = {v: k for k, v in VIEW_LABELS.items()}
+    anchored = parse_option(SlotAnchor, slot_anchor, "slot anchor") == SlotAnchor.FRONTAL
     out = []
     for subj in layout.subjects:
         for k, slot in enumerate(subj.slots):
             yaw = canonical_yaw(k, layout.slots_per_subject)
+            if anchored:
+                view = "frontal" if yaw == 0 else f"frontal+{yaw:g}°"
+            else:
+                view = names.get(yaw, f"{yaw:g}°")
             out.append({
                 "subject": subj.name,
                 "slot": k,
-                "view": names.get(yaw, f"{yaw:g}°"),
+                "view": view,
                 "filled": slot.filled,
                 "source": slot.source,
                 "frontal": k == subj.frontal,
@@ -368,7 +377,7 @@ def preview_grid(ref_set: ReferenceSet, cell: int = 160) -> torch.Tensor:
     cols, rows = layout.slots_per_subject, layout.num_subjects
     canvas = Image.new("RGB", (cols * cell, rows * (cell + label_h)), (40, 40, 40))
     draw = ImageDraw.Draw(canvas)
-    info = describe_layout(layout)
+    info = describe_layout(layout, ref_set.slot_anchor)
     for i, slot in enumerate(info):
         r, c = divmod(i, cols)
         x0, y0 = c * cell, r * (cell + label_h)

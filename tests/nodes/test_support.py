@@ -52,6 +52,9 @@ def test_frontal_slot_anchor_puts_the_frontal_view_in_slot_0():
     rs = cs.build_reference_set([s], 4, "gray", "frontal")
     assert rs.slot_anchor == "frontal"
     assert cs.slot_sources(rs) == [(0, 0), None, (0, 1), (0, 2)]  # back, (back + 90 empty), front, left
+    # The preview names what each slot stands for: slot 0 holds the back view here, not the front.
+    assert [d["view"] for d in cs.describe_layout(rs.layout, rs.slot_anchor)] == [
+        "frontal", "frontal+90°", "frontal+180°", "frontal+270°"]
     assert cs.build_reference_set([s], 4, "gray").slot_anchor == "canonical"
     with pytest.raises(MVS2VError, match="slot anchor 'first' is unknown"):
         cs.build_reference_set([s], 4, "gray", "first")
