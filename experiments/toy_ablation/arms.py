@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from mvs2v_core.errors import MVS2VError
@@ -52,6 +52,11 @@ class Arm:
         if self.views == "single":
             return ("single", "multi", "copy")
         return ("multi", "copy")
+
+    def training(self) -> tuple[Any, ...]:
+        """What changes the trained model (not the name, the table line or the W2 scoring)."""
+        return (self.scheme, self.gap, self.empty_slot_mode, self.ref_timestep, self.ref_attention,
+                self.slot_anchor, self.views, self.mfi)
 
     def worlds(self) -> tuple[str, ...]:
         return ("w1", "w2") if self.w2 else ("w1",)
@@ -104,6 +109,24 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+SLOT_ANCHORS = ("canonical", "frontal")
+
+
+def parse_leg(text: str) -> tuple[tuple[str, ...], int]:
+    """``"w0+w12:2400"`` -> (("w0", "w12"), 2400): one leg of a schedule."""
+    worlds, _, steps = text.partition(":")
+    names = tuple(w.strip() for w in worlds.split("+") if w.strip())
+    if not names or not steps.strip().isdigit() or int(steps) < 1:
+        raise MVS2VError(f"--schedule leg {text!r} must look like WORLD+WORLD:STEPS with STEPS >= 1, e.g. w0+w12:2400")
+    return names, int(steps)
+
+
+def parse_schedule(text: str) -> tuple[str, ...]:
+    """``--schedule`` (comma-separated legs), each checked and written back in one spelling."""
+    legs = [parse_leg(leg) for leg in text.split(",") if leg.strip()]
+    return tuple(f"{'+'.join(worlds)}:{steps}" for worlds, steps in legs)
+
+
 def run_name(arm: str, seed: int) -> str:
     return f"{arm}-s{seed}"
 
@@ -130,6 +153,12 @@ class AblationSettings:
     does not erase the skill of the earlier ones); ``keep_mix`` keeps them all in the main stage too.
     Graded world ``i`` has its own dataset (``curriculum_samples`` samples, seed
     ``curriculum_data_seed + 1 + i``).
+
+    A *schedule* (``--schedule``, e.g. ``w0:2400,w0+w0s+w0sd+w12:2086,w12:2400``) replaces that sequence
+    with explicit legs, each ``WORLD+WORLD:STEPS`` on the rows of those worlds (``w2``: the main world's
+    two-object rows); ``curriculum_steps``, ``graded_steps``, ``steps`` and ``keep_mix`` are then 0/unused,
+    and the datasets are still those of the calibration, graded and main worlds. ``slot_anchor`` is the
+    base's slot anchor, so every arm changes one thing relative to an anchored base when it is ``frontal``.
     """
 
     samples: int = 6000
@@ -162,18 +191,48 @@ class AblationSettings:
     solver: str = "unipc"
     ref_scale: float = 2.0
     text_scale: float = 3.0
+    schedule: tuple[str, ...] = ()
+    slot_anchor: str = "canonical"
     init_sha256: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bench_seeds", tuple(int(s) for s in self.bench_seeds))
         object.__setattr__(self, "graded_worlds", tuple(str(w) for w in self.graded_worlds))
-        positive = ("samples", "frames", "steps", "cycle_steps", "batch_size", "checkpoint_every", "bench_scenes",
-                    "curve_scenes", "sample_steps")
+        object.__setattr__(self, "schedule", tuple(str(leg) for leg in self.schedule))
+        positive = ("samples", "frames", "cycle_steps", "batch_size", "checkpoint_every", "bench_scenes",
+                    "curve_scenes", "sample_steps", *(() if self.schedule else ("steps",)))
         bad = [k for k in positive if int(getattr(self, k)) < 1]
         bad += [k for k in ("curriculum_steps", "curriculum_samples") if int(getattr(self, k)) < 0]
         if bad:
             raise MVS2VError(f"settings {', '.join(bad)} must be at least 1")
+        if self.slot_anchor not in SLOT_ANCHORS:
+            raise MVS2VError(f"--slot-anchor {self.slot_anchor!r}: use one of {', '.join(SLOT_ANCHORS)}")
         self._check_graded()
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        if not self.schedule:
+            return
+        if self.curriculum_steps or self.graded_steps or self.steps or self.keep_mix:
+            raise MVS2VError("a schedule replaces --curriculum-steps, --graded-steps, --steps and --keep-mix: "
+                             "leave them out (they are set to 0)")
+        allowed = (*self.dataset_worlds, *(("w2",) if self.world == "w12" else ()))
+        for worlds, _ in self.legs:
+            unknown = [w for w in worlds if w not in allowed]
+            if unknown:
+                raise MVS2VError(f"--schedule: {','.join(unknown)} has no dataset here; a leg may name "
+                                 f"{'+'.join(allowed)} (the calibration world, --graded worlds, the main world)")
+
+    @property
+    def legs(self) -> list[tuple[tuple[str, ...], int]]:
+        """The schedule as ``[(worlds, steps), ...]``; empty without one."""
+        return [parse_leg(leg) for leg in self.schedule]
+
+    @property
+    def dataset_worlds(self) -> tuple[str, ...]:
+        """Every world with a dataset: the calibration and graded worlds (when there is a curriculum or a
+        schedule), then the main world."""
+        return (*self.curriculum_worlds, self.world)
 
     def _check_graded(self) -> None:
         if not self.graded_worlds:
@@ -187,23 +246,40 @@ class AblationSettings:
         if len(set(worlds)) != len(worlds):
             raise MVS2VError(f"--graded {','.join(self.graded_worlds)} must name worlds other than the calibration "
                              f"world {self.curriculum_world} and the main world {self.world}, each once")
-        if not self.curriculum_steps or self.graded_steps < 1:
+        if not self.schedule and (not self.curriculum_steps or self.graded_steps < 1):
             raise MVS2VError("a graded curriculum needs --curriculum-steps and --graded-steps of at least 1")
 
     @property
     def curriculum_worlds(self) -> tuple[str, ...]:
-        """The calibration world and the graded ones, in training order (empty without a curriculum)."""
-        return (self.curriculum_world, *self.graded_worlds) if self.curriculum_steps else ()
+        """The calibration world and the graded ones (empty without a curriculum or a schedule)."""
+        return (self.curriculum_world, *self.graded_worlds) if self.curriculum_steps or self.schedule else ()
 
     @property
     def total_steps(self) -> int:
-        """Optimizer steps of a run: the curriculum stages, then the main world."""
+        """Optimizer steps of a run: the schedule's legs, or the curriculum stages, then the main world."""
+        if self.schedule:
+            return sum(steps for _, steps in self.legs)
         return self.curriculum_steps + len(self.graded_worlds) * self.graded_steps + self.steps
+
+    def arm(self, arm: Arm) -> Arm:
+        """``arm`` on this base: the base's slot anchor unless the arm changes the anchor itself."""
+        if arm.slot_anchor != "canonical" or self.slot_anchor == "canonical":
+            return arm
+        return replace(arm, slot_anchor=self.slot_anchor)
+
+    def redundant_arms(self) -> tuple[str, ...]:
+        """Arms that train exactly as the base does under these settings (``anchor`` on an anchored base)."""
+        base = self.arm(ARMS["base"]).training()
+        return tuple(a.name for a in ARMS.values() if a.name != "base" and self.arm(a).training() == base)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["bench_seeds"] = list(self.bench_seeds)
         d["graded_worlds"] = list(self.graded_worlds)
+        d["schedule"] = list(self.schedule)
+        for key in ("schedule", "slot_anchor"):  # result files written before these options still match
+            if d[key] == asdict(AblationSettings())[key] or d[key] == []:
+                del d[key]
         return d
 
     @classmethod

@@ -54,21 +54,11 @@ def readme(info: dict[str, Any], record: dict[str, Any]) -> str:
     if not (record.get("bench") or {}).get("w2"):
         lines += ["", "W2: not scored yet (this run's W2 bench had not finished when it was bundled)."]
     data, init = info["dataset"], ", ".join(f"{k} {v}" for k, v in info["init_sha256"].items())
-    cur = info.get("curriculum")
-    first = (f"{cur['steps']} steps on the calibration world {cur['world'].upper()} ({cur['samples']} samples, seed "
-             f"{cur['seed']}), then " if cur else "")
-    graded = (cur or {}).get("graded", [])
-    first += "".join(f"{g['steps']} steps on {g['world'].upper()} with the worlds before it, then " for g in graded)
-    # A hand-made run names its later stages' world mixes itself (e.g. "W0sd+W12").
-    stages = (cur or {}).get("stages", [])
-    first += "".join(f"{st['steps']} steps on {st['worlds']}, then " for st in stages)
-    mix = " together with the curriculum worlds" if (cur or {}).get("keep_mix") else ""
-    main_steps = (info["finetune_steps"] - (cur["steps"] if cur else 0) - sum(g["steps"] for g in graded)
-                  - sum(st["steps"] for st in stages))
+    trained = _training_phrase(info.get("curriculum"), info["finetune_steps"])
     return f"""# The toy demo model of `mvs2v demo`
 
 A tiny Wan DiT ({info['parameters'] / 1e6:.2f} M parameters, width {d['dim']}, {d['num_layers']} blocks) fine-tuned
-for {first}{main_steps} steps on the hidden-colour toy worlds W1/W2{mix} ({data['world']}, {data['samples']} samples,
+for {trained} ({data['world']}, {data['samples']} samples,
 seed {data['seed']}; `docs/toy_world.md`) as run `{info['run']}` of the ablation (`docs/ablation.md`):
 {info['config']['change']}. It started from the model with sha256 {init}.
 
@@ -86,6 +76,23 @@ How well it uses its references, against issue 11's bar, and what to try next: `
 Sampler: {info['sampler']['solver']}, {info['sampler']['steps']} steps, shift {info['sampler']['shift']}, ref_scale
 {info['sampler']['ref_scale']}, text_scale {info['sampler']['text_scale']}.
 """ + "\n".join(lines) + "\n"
+
+
+def _training_phrase(cur: dict[str, Any] | None, finetune_steps: int) -> str:
+    """``"N steps on X, then ... steps on Y"``: a runner schedule's legs, or the curriculum and main stage."""
+    if (cur or {}).get("schedule"):
+        return ", then ".join(f"{leg['steps']} steps on {leg['worlds']}" for leg in cur["schedule"])
+    first = (f"{cur['steps']} steps on the calibration world {cur['world'].upper()} ({cur['samples']} samples, seed "
+             f"{cur['seed']}), then " if cur else "")
+    graded = (cur or {}).get("graded", [])
+    first += "".join(f"{g['steps']} steps on {g['world'].upper()} with the worlds before it, then " for g in graded)
+    # A hand-made run names its later stages' world mixes itself (e.g. "W0sd+W12").
+    stages = (cur or {}).get("stages", [])
+    first += "".join(f"{st['steps']} steps on {st['worlds']}, then " for st in stages)
+    mix = " together with the curriculum worlds" if (cur or {}).get("keep_mix") else ""
+    main_steps = finetune_steps - (cur["steps"] if cur else 0) - sum(g["steps"] for g in graded) \
+        - sum(st["steps"] for st in stages)
+    return f"{first}{main_steps} steps on the hidden-colour toy worlds W1/W2{mix}"
 
 
 def _replace(src: Path, dest: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mvs2v_core.errors import MVS2VError
 
-from .arms import ARMS, AblationSettings, parse_arms, parse_seeds
+from .arms import ARMS, SLOT_ANCHORS, AblationSettings, parse_arms, parse_schedule, parse_seeds
 from .data import init_hashes, prepare_data
 from .files import DEFAULT_INIT, DEFAULT_RESULTS, MODULE, Layout, read_json, repo_path, write_json
 from .report import write_report
@@ -42,7 +42,10 @@ def run_ablation(layout: Layout, init: Path, s: AblationSettings, arms: Sequence
     layout.root.mkdir(parents=True, exist_ok=True)
     check_settings(layout, s)
     results = repo_path(ctx.results)
-    todo = todo_runs(results, s, arms, seeds)
+    same = [a for a in arms if a in s.redundant_arms()]
+    if same:
+        log(f"left out: {', '.join(same)} (trains exactly as the base under these settings)")
+    todo = todo_runs(results, s, [a for a in arms if a not in same], seeds)
     t0 = time.perf_counter()
     failed: list[str] = []
     if todo:
@@ -86,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graded-steps", type=int, default=0, help="steps per graded world (with --graded)")
     p.add_argument("--keep-mix", action="store_true",
                    help="with --graded: the main stage keeps the curriculum worlds in the mix")
+    p.add_argument("--schedule", default="", metavar="WORLD+WORLD:STEPS,...",
+                   help="explicit legs instead of --curriculum-steps/--graded-steps/--steps, e.g. "
+                        "w0:2400,w0+w0s+w0sd+w12:2086,w12:2400 (w2: the main world's two-object rows); datasets: "
+                        "the calibration world, --graded worlds and the main world")
+    p.add_argument("--slot-anchor", default=d.slot_anchor, choices=SLOT_ANCHORS,
+                   help="the base's slot anchor (frontal: every arm is trained with slots anchored on the start "
+                        "view, and the anchor arm is left out as it equals the base)")
     p.add_argument("--scenes", type=int, default=d.bench_scenes, help="held-out scenes of the final bench")
     p.add_argument("--sampling-seeds", default=",".join(map(str, d.bench_seeds)), help="sampling seeds of the bench")
     p.add_argument("--curve-scenes", type=int, default=d.curve_scenes, help="W1 scenes per curve point")
@@ -108,11 +118,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _step_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """The step counts: the schedule's legs, or the curriculum and main steps (never both)."""
+    if not args.schedule:
+        return {"steps": args.steps, "curriculum_steps": args.curriculum_steps, "graded_steps": args.graded_steps,
+                "keep_mix": args.keep_mix}
+    given = [f"--{k.replace('_', '-')}" for k in ("steps", "curriculum_steps", "graded_steps", "keep_mix")
+             if getattr(args, k) != parser.get_default(k)]
+    if given:
+        raise MVS2VError(f"--schedule replaces {', '.join(given)}: leave them out")
+    return {"steps": 0, "curriculum_steps": 0, "graded_steps": 0, "keep_mix": False,
+            "schedule": parse_schedule(args.schedule)}
+
+
 def _settings(args: argparse.Namespace) -> AblationSettings:
-    return AblationSettings(samples=args.samples, data_seed=args.data_seed, steps=args.steps,
-                            curriculum_steps=args.curriculum_steps, curriculum_samples=args.curriculum_samples,
-                            graded_worlds=tuple(w for w in args.graded.split(",") if w),
-                            graded_steps=args.graded_steps, keep_mix=args.keep_mix,
+    return AblationSettings(samples=args.samples, data_seed=args.data_seed,
+                            **_step_settings(args, build_parser()), curriculum_samples=args.curriculum_samples,
+                            graded_worlds=tuple(w for w in args.graded.split(",") if w), slot_anchor=args.slot_anchor,
                             bench_scenes=args.scenes, bench_seeds=tuple(parse_seeds(args.sampling_seeds,
                                                                                     "--sampling-seeds")),
                             curve_scenes=args.curve_scenes, eval_seed=args.eval_seed, sample_steps=args.sample_steps,

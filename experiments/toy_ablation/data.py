@@ -71,7 +71,7 @@ def prepare_data(layout: Layout, s: AblationSettings, log=print) -> None:
                              "mvs2v toy-data / write_toy_dataset")
         _write_dataset(data, dataset_settings(s), log)
     check_dataset(data, s)
-    if s.curriculum_steps:
+    if s.curriculum_worlds:
         parts = {s.curriculum_world: layout.curriculum_data}
         parts.update({w: layout.graded_data(w) for w in s.graded_worlds})
         for i, (world, folder) in enumerate(parts.items()):

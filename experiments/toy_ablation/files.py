@@ -56,8 +56,8 @@ class Layout:
         return self.root / "data_merged"
 
     def manifest(self, s) -> Path:
-        """The manifest runs train on: the merged one when the settings have a curriculum stage."""
-        return (self.merged if s.curriculum_steps else self.data) / "manifest.jsonl"
+        """The manifest runs train on: the merged one when the settings have curriculum worlds."""
+        return (self.merged if s.curriculum_worlds else self.data) / "manifest.jsonl"
 
     @property
     def encoders(self) -> Path:

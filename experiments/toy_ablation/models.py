@@ -38,7 +38,14 @@ def model_info(s: AblationSettings, arm: Arm, run: str, step: int, dit_config: d
 
 
 def curriculum_info(s: AblationSettings) -> dict[str, Any] | None:
-    """``model.json``'s account of the curriculum (``graded`` and ``keep_mix`` only when graded)."""
+    """``model.json``'s account of the curriculum (``graded`` and ``keep_mix`` only when graded), or of the
+    schedule (its legs, and the seeds of the datasets they draw on)."""
+    if s.schedule:
+        seeds = {s.curriculum_world: s.curriculum_data_seed, s.world: s.data_seed,
+                 **{w: s.curriculum_data_seed + 1 + i for i, w in enumerate(s.graded_worlds)}}
+        return {"schedule": [{"worlds": "+".join(w.upper() for w in worlds), "steps": steps}
+                             for worlds, steps in s.legs],
+                "dataset_seeds": seeds, "samples": s.curriculum_samples}
     if not s.curriculum_steps:
         return None
     info: dict[str, Any] = {"world": s.curriculum_world, "steps": s.curriculum_steps, "seed": s.curriculum_data_seed,

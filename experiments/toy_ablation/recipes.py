@@ -13,14 +13,19 @@ RESOLUTIONS = [[32, 32], [64, 32]]  # W1 (one cube) and W2 (two cubes side by si
 
 
 def world_tag(world: str) -> str:
-    """The manifest tag of a world's rows in the merged curriculum manifest."""
-    return f"world-{world}"
+    """The manifest tag of a world's rows in the merged curriculum manifest; ``w2`` in a schedule leg is the
+    main (W12) world's two-object rows, tagged by the dataset writer."""
+    return "objects-2" if world == "w2" else f"world-{world}"
 
 
 def cycle_stages(s: AblationSettings, arm: Arm) -> list[dict]:
     """The run's stages as ``s.cycle_steps``-step cosine cycles (the last one shorter if it does not divide):
     ``s.curriculum_steps`` on the calibration world, ``s.graded_steps`` per graded world together with the
-    worlds before it, then ``s.steps`` on the main world (with the curriculum worlds too under ``keep_mix``)."""
+    worlds before it, then ``s.steps`` on the main world (with the curriculum worlds too under ``keep_mix``);
+    or, with a schedule, each leg's steps on its worlds."""
+    if s.schedule:
+        return [stage for i, (worlds, steps) in enumerate(s.legs, start=1)
+                for stage in _cycles(s, arm, f"leg{i}-{'+'.join(worlds)}", list(worlds), steps)]
     if not s.curriculum_steps:
         return _cycles(s, arm, "cycle", None, s.steps)
     worlds = s.curriculum_worlds

@@ -144,15 +144,23 @@ def _commands(records: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _recipe(s: AblationSettings) -> str:
+    """The training sequence in words (without the cycle length)."""
+    anchor = "slots anchored on the start view, " if s.slot_anchor == "frontal" else ""
+    if s.schedule:
+        return anchor + ", then ".join(f"{steps} steps on {'+'.join(worlds)}" for worlds, steps in s.legs) + \
+            f" ({s.world} data seed {s.data_seed}, curriculum data seed {s.curriculum_data_seed} and up)"
+    return (anchor + (f"{s.curriculum_steps} steps on {s.curriculum_world} (seed {s.curriculum_data_seed}, "
+                      f"{s.curriculum_samples} samples), then " if s.curriculum_steps else "")
+            + "".join(f"{s.graded_steps} steps on {w} with the worlds before it, then " for w in s.graded_worlds)
+            + ("the main world with all of them: " if s.graded_worlds and s.keep_mix else "")
+            + f"{s.world} data (seed {s.data_seed}), {s.steps} steps")
+
+
 def markdown(records: dict[str, dict[str, Any]]) -> str:
     """Every table of the ablation as one Markdown document."""
     s = common_settings(records) or AblationSettings()
-    intro = [f"Settings: {' '.join(settings_argv(s))}; "
-             + (f"{s.curriculum_steps} steps on {s.curriculum_world} (seed {s.curriculum_data_seed}, "
-                f"{s.curriculum_samples} samples), then " if s.curriculum_steps else "")
-             + "".join(f"{s.graded_steps} steps on {w} with the worlds before it, then " for w in s.graded_worlds)
-             + ("the main world with all of them: " if s.graded_worlds and s.keep_mix else "")
-             + f"{s.world} data (seed {s.data_seed}), {s.steps} steps in "
+    intro = [f"Settings: {' '.join(settings_argv(s))}; " + _recipe(s) + f" in "
              f"{s.cycle_steps}-step cosine cycles (lr {s.learning_rate:g}, batch {s.batch_size}, view dropout "
              f"{s.dropout_prob}); bench: {s.bench_scenes} held-out scenes (eval seed {s.eval_seed}) x sampling seeds "
              f"{','.join(map(str, s.bench_seeds))}, {s.sample_steps} sampling steps. Init sha256: "

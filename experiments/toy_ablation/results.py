@@ -22,13 +22,19 @@ DONE = "done"
 
 def settings_argv(s: AblationSettings) -> list[str]:
     """Every command-line setting, spelled out (the rest of :class:`AblationSettings` is the fixed recipe)."""
-    return ["--samples", str(s.samples), "--data-seed", str(s.data_seed), "--steps", str(s.steps),
-            "--curriculum-steps", str(s.curriculum_steps), "--curriculum-samples", str(s.curriculum_samples),
+    if s.schedule:  # the legs replace the step counts; the graded worlds still name datasets
+        steps = ["--schedule", ",".join(s.schedule), "--curriculum-samples", str(s.curriculum_samples)]
+        graded = ["--graded", ",".join(s.graded_worlds)] if s.graded_worlds else []
+    else:
+        steps = ["--steps", str(s.steps), "--curriculum-steps", str(s.curriculum_steps),
+                 "--curriculum-samples", str(s.curriculum_samples)]
+        graded = [*(["--graded", ",".join(s.graded_worlds), "--graded-steps", str(s.graded_steps)]
+                    if s.graded_worlds else []), *(["--keep-mix"] if s.graded_worlds and s.keep_mix else [])]
+    anchor = ["--slot-anchor", s.slot_anchor] if s.slot_anchor != "canonical" else []
+    return ["--samples", str(s.samples), "--data-seed", str(s.data_seed), *steps,
             "--scenes", str(s.bench_scenes), "--sampling-seeds", ",".join(map(str, s.bench_seeds)),
             "--curve-scenes", str(s.curve_scenes), "--eval-seed", str(s.eval_seed),
-            "--sample-steps", str(s.sample_steps), "--checkpoint-every", str(s.checkpoint_every),
-            *(["--graded", ",".join(s.graded_worlds), "--graded-steps", str(s.graded_steps)] if s.graded_worlds else []),
-            *(["--keep-mix"] if s.graded_worlds and s.keep_mix else [])]
+            "--sample-steps", str(s.sample_steps), "--checkpoint-every", str(s.checkpoint_every), *graded, *anchor]
 
 
 def run_command(out: str, init: str, results: str, s: AblationSettings, arm: str, seeds: Sequence[int],

@@ -53,7 +53,7 @@ def prepare_runs(layout: Layout, s: AblationSettings, init: Path, names: Sequenc
     """Each run's init adapter and ``train.toml`` (the exact, standalone record of the run)."""
     for name in names:
         arm_name, _, seed = name.rpartition("-s")
-        arm = ARMS[arm_name]
+        arm = s.arm(ARMS[arm_name])
         adapter = write_init_adapter(init, arm, layout.init_adapter(arm.name))
         run = layout.run(name)
         run.root.mkdir(parents=True, exist_ok=True)

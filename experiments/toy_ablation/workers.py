@@ -86,9 +86,10 @@ class RunWorker:
     """One run's stages; every stage checks its own output first, so a rerun repeats nothing."""
 
     def __init__(self, layout: Layout, ctx: WorkerContext, name: str, log=print) -> None:
-        self.arm, self.seed = parse_run_name(name, "--worker")
+        arm, self.seed = parse_run_name(name, "--worker")
         self.layout, self.ctx, self.name, self.log = layout, ctx, name, log
         self.s = AblationSettings.from_json(read_json(layout.settings))
+        self.arm = self.s.arm(arm)
         self.run = layout.run(name)
         self.cfg = load_train_config(self.run.config)
         self.results = repo_path(ctx.results)

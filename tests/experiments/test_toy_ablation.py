@@ -125,6 +125,37 @@ def test_tiny_ablation_end_to_end_resumes_reruns_nothing_and_bundles(tmp_path, m
                     str(tmp_path)]) == 2  # not a bench folder: one line, nothing copied
 
 
+@pytest.mark.slow
+def test_a_scheduled_anchored_run_end_to_end(tmp_path):
+    from mvs2v_toy.demo import demo_model_info
+
+    make_init(tmp_path / "init")
+    out, results = tmp_path / "abl", tmp_path / "results"
+    argv = ["--out", str(out), "--init", str(tmp_path / "init"), "--results", str(results), "--samples", "24",
+            "--curriculum-samples", "8", "--graded", "w0s", "--schedule", "w0:2,w0+w0s+w12:2,w2:2",
+            "--slot-anchor", "frontal", "--checkpoint-every", "2", "--scenes", "2", "--sampling-seeds", "0",
+            "--curve-scenes", "1", "--sample-steps", "2", "--arms", "base,anchor", "--seeds", "0", "--threads", "2",
+            "--bench-batch", "8"]
+    assert ta.main(argv) == 0
+    assert not (results / "anchor-s0.json").exists()  # the anchor arm is the base here: not trained twice
+    r = json.loads((results / "base-s0.json").read_text())
+    assert r["status"] == "done" and r["steps_done"] == 6 and r["arm"]["slot_anchor"] == "frontal"
+    assert "--schedule w0:2,w0+w0s+w12:2,w2:2" in r["command"] and "--slot-anchor frontal" in r["command"]
+    model = out / "runs" / "base-s0" / "model"
+    assert load_adapter(model / "adapter.safetensors").metadata.references.slot_anchor == "frontal"
+    cfg = load_config(out / "runs" / "base-s0" / "train.toml")
+    assert [st.filter.tags for st in cfg.stages] == [["world-w0"], ["world-w0", "world-w0s", "world-w12"],
+                                                     ["objects-2"]]
+    rows = [json.loads(line) for line in (out / "data_merged" / "manifest.jsonl").read_text().splitlines()]
+    assert {tag for row in rows for tag in row["tags"] if tag.startswith("world-")} == {
+        "world-w0", "world-w0s", "world-w12"}
+    assert set(r["bench"]) == {"w1", "w2"}
+    assert ta.main(["--out", str(out), "--results", str(results), "--bundle", str(tmp_path / "demo")]) == 0
+    assert demo_model_info(tmp_path / "demo")["curriculum"]["schedule"][2] == {"worlds": "W2", "steps": 2}
+    readme = (tmp_path / "demo" / "README.md").read_text()
+    assert "fine-tuned\nfor 2 steps on W0, then 2 steps on W0+W0S+W12, then 2 steps on W2 (" in readme
+
+
 def test_recipes_make_one_change_each(tmp_path):
     layout, s, init = Layout(tmp_path), ta.AblationSettings(), tmp_path / "init"
     configs = {}
@@ -189,6 +220,49 @@ def test_a_graded_curriculum_keeps_the_earlier_worlds_in_the_mix(tmp_path):
                          ({"graded_steps": 0}, "--graded-steps of at least 1")):
         with pytest.raises(MVS2VError, match=message):
             dataclasses.replace(s, **bad)
+
+
+ANCHOR_RECIPE = "w0:2400,w0+w0s+w0sd+w12:2086,w0sd+w12:1800,w12:2400,w2:1200"  # the bundled model's legs
+
+
+def test_a_schedule_of_legs_on_an_anchored_base(tmp_path):
+    from experiments.toy_ablation import cli, results
+    from experiments.toy_ablation.models import curriculum_info
+
+    argv = ["--out", "x", "--graded", "w0s,w0sd", "--schedule", ANCHOR_RECIPE, "--slot-anchor", "frontal"]
+    s = cli._settings(cli.build_parser().parse_args(argv))
+    assert s.legs[1] == (("w0", "w0s", "w0sd", "w12"), 2086) and s.total_steps == 9886
+    assert (s.steps, s.curriculum_steps, s.graded_steps) == (0, 0, 0)
+    stages = ta.recipes.cycle_stages(s, ta.ARMS["base"])
+    assert sum(st["steps"] for st in stages) == s.total_steps
+    # a leg is cut into cycles: 2086 = 3 x 600 + 286, each on the leg's worlds; w2 = the two-object rows
+    leg2 = [st for st in stages if st["name"].startswith("leg2-")]
+    assert [st["steps"] for st in leg2] == [600, 600, 600, 286]
+    assert {tuple(st["filter"]["tags"]) for st in leg2} == {("world-w0", "world-w0s", "world-w0sd", "world-w12")}
+    assert stages[-1]["filter"]["tags"] == ["objects-2"] and stages[0]["filter"]["tags"] == ["world-w0"]
+    assert s.dataset_worlds == ("w0", "w0s", "w0sd", "w12")
+    assert Layout(tmp_path).manifest(s) == Layout(tmp_path).merged / "manifest.jsonl"
+    # the base's anchor reaches every arm but the ones that set their own; the anchor arm is then the base
+    layout, init = Layout(tmp_path), tmp_path / "init"
+    for name in ("base", "vanilla", "gray", "mfi"):
+        cfg = parse_config(train_config(layout, s, s.arm(ta.ARMS[name]), 0, init, None), tmp_path / "x.toml")
+        assert cfg.references.slot_anchor == "frontal", name
+    assert s.redundant_arms() == ("anchor",) and ta.AblationSettings().redundant_arms() == ()
+    assert s.arm(ta.ARMS["vanilla"]).scheme == "vanilla" and ta.AblationSettings().arm(ta.ARMS["ss"]) is ta.ARMS["ss"]
+    # the printed command and the result files give back the same settings; old settings files are unchanged
+    assert cli._settings(cli.build_parser().parse_args(["--out", "x", *results.settings_argv(s)])) == s
+    assert ta.AblationSettings.from_json(json.loads(json.dumps(s.to_json()))) == s
+    assert not {"schedule", "slot_anchor"} & set(ta.AblationSettings().to_json())
+    assert "--schedule" not in results.settings_argv(ta.AblationSettings())
+    info = curriculum_info(s)
+    assert info["schedule"][1] == {"worlds": "W0+W0S+W0SD+W12", "steps": 2086}
+    assert info["dataset_seeds"] == {"w0": 21, "w0s": 22, "w0sd": 23, "w12": 11}
+    for bad, message in ((["--schedule", "w0:0"], "STEPS >= 1"), (["--schedule", "w0"], "WORLD\\+WORLD:STEPS"),
+                         (["--schedule", "w0s:10"], "w0s has no dataset"),
+                         (["--schedule", "w0:10", "--steps", "5"], "--schedule replaces --steps"),
+                         (["--slot-anchor", "frontal", "--schedule", "w0:10,w9:5"], "w9 has no dataset")):
+        with pytest.raises(MVS2VError, match=message):
+            cli._settings(cli.build_parser().parse_args(["--out", "x", *bad]))
 
 
 def test_merged_manifest_tags_rows_by_world_and_keeps_paths(tmp_path):
