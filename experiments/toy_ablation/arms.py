@@ -277,9 +277,11 @@ class AblationSettings:
         d["bench_seeds"] = list(self.bench_seeds)
         d["graded_worlds"] = list(self.graded_worlds)
         d["schedule"] = list(self.schedule)
-        for key in ("schedule", "slot_anchor"):  # result files written before these options still match
-            if d[key] == asdict(AblationSettings())[key] or d[key] == []:
-                del d[key]
+        # left out at their defaults, so settings written before these options existed still match
+        if not d["schedule"]:
+            del d["schedule"]
+        if d["slot_anchor"] == "canonical":
+            del d["slot_anchor"]
         return d
 
     @classmethod
