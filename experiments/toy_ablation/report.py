@@ -47,6 +47,9 @@ def fmt_diff(c: dict[str, Any] | None, metric: str) -> str:
 def _status(records: dict[str, dict[str, Any]], arm: str, world: str = "w1") -> str:
     """"not run", or what the unfinished runs of ``arm`` have done so far (``world``'s bench not done yet)."""
     partial = [r for r in records.values() if r["arm"]["name"] == arm and r.get("status") != "done"]
+    s = common_settings(records)
+    if not partial and s is not None and arm in s.redundant_arms():
+        return "= base (trains as the base under these settings)"
     if not partial:
         return "not run"
     return "not finished: " + ", ".join(f"s{r['seed']} {r.get('steps_done', 0)}/{r['steps_total']} steps, "
@@ -160,7 +163,7 @@ def _recipe(s: AblationSettings) -> str:
 def markdown(records: dict[str, dict[str, Any]]) -> str:
     """Every table of the ablation as one Markdown document."""
     s = common_settings(records) or AblationSettings()
-    intro = [f"Settings: {' '.join(settings_argv(s))}; " + _recipe(s) + f" in "
+    intro = [f"Settings: {' '.join(settings_argv(s))}; " + _recipe(s) + " in "
              f"{s.cycle_steps}-step cosine cycles (lr {s.learning_rate:g}, batch {s.batch_size}, view dropout "
              f"{s.dropout_prob}); bench: {s.bench_scenes} held-out scenes (eval seed {s.eval_seed}) x sampling seeds "
              f"{','.join(map(str, s.bench_seeds))}, {s.sample_steps} sampling steps. Init sha256: "

@@ -150,6 +150,9 @@ def test_a_scheduled_anchored_run_end_to_end(tmp_path):
     assert {tag for row in rows for tag in row["tags"] if tag.startswith("world-")} == {
         "world-w0", "world-w0s", "world-w12"}
     assert set(r["bench"]) == {"w1", "w2"}
+    table = (results / "ablation_table.md").read_text()
+    assert "slots anchored on the start view, 2 steps on w0, then 2 steps on w0+w0s+w12" in table
+    assert "| = base (trains as the base under these settings) |" in table and "| gap32 |" in table
     assert ta.main(["--out", str(out), "--results", str(results), "--bundle", str(tmp_path / "demo")]) == 0
     assert demo_model_info(tmp_path / "demo")["curriculum"]["schedule"][2] == {"worlds": "W2", "steps": 2}
     readme = (tmp_path / "demo" / "README.md").read_text()
