@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from mvs2v_core.errors import MVS2VError
+from mvs2v_core.references.settings import SlotAnchor, option_values
 
 BASE_CHANGE = "base: TS-RoPE gap 8, proxy empty slots, multi-view with view dropout, no MFI"
 
@@ -109,7 +110,7 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-SLOT_ANCHORS = ("canonical", "frontal")
+SLOT_ANCHORS = tuple(option_values(SlotAnchor))  # core's values: canonical, frontal
 
 
 def parse_leg(text: str) -> tuple[tuple[str, ...], int]:

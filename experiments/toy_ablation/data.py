@@ -47,6 +47,13 @@ def dataset_settings(s: AblationSettings, curriculum: bool = False, graded: int 
             "val_fraction": s.val_fraction}
 
 
+def dataset_seeds(s: AblationSettings) -> dict[str, int]:
+    """``{world: seed}`` of every dataset the settings train on (see :func:`dataset_settings`)."""
+    parts = [dataset_settings(s, curriculum=True)] if s.curriculum_worlds else []
+    parts += [dataset_settings(s, curriculum=True, graded=i) for i in range(len(s.graded_worlds))]
+    return {d["world"]: d["seed"] for d in (*parts, dataset_settings(s))}
+
+
 def check_dataset(data: Path, s: AblationSettings, curriculum: bool = False, graded: int | None = None) -> None:
     """The dataset's ``dataset.json`` must say it was written with these settings."""
     found = read_json(data / "dataset.json")

@@ -12,6 +12,7 @@ from typing import Any
 from mvs2v_toy.demo import DEMO_MODEL_FORMAT
 
 from .arms import AblationSettings, Arm
+from .data import dataset_seeds
 from .files import ENCODER_FOLDERS, Layout, read_json, write_json
 
 ALL_VIEWS = ["front", "left", "back", "right"]
@@ -41,18 +42,16 @@ def curriculum_info(s: AblationSettings) -> dict[str, Any] | None:
     """``model.json``'s account of the curriculum (``graded`` and ``keep_mix`` only when graded), or of the
     schedule (its legs, and the seeds of the datasets they draw on)."""
     if s.schedule:
-        seeds = {s.curriculum_world: s.curriculum_data_seed, s.world: s.data_seed,
-                 **{w: s.curriculum_data_seed + 1 + i for i, w in enumerate(s.graded_worlds)}}
         return {"schedule": [{"worlds": "+".join(w.upper() for w in worlds), "steps": steps}
                              for worlds, steps in s.legs],
-                "dataset_seeds": seeds, "samples": s.curriculum_samples}
+                "dataset_seeds": dataset_seeds(s), "samples": s.curriculum_samples}
     if not s.curriculum_steps:
         return None
     info: dict[str, Any] = {"world": s.curriculum_world, "steps": s.curriculum_steps, "seed": s.curriculum_data_seed,
                             "samples": s.curriculum_samples}
     if s.graded_worlds:
-        info["graded"] = [{"world": w, "steps": s.graded_steps, "seed": s.curriculum_data_seed + 1 + i}
-                          for i, w in enumerate(s.graded_worlds)]
+        seeds = dataset_seeds(s)
+        info["graded"] = [{"world": w, "steps": s.graded_steps, "seed": seeds[w]} for w in s.graded_worlds]
         info["keep_mix"] = s.keep_mix
     return info
 
