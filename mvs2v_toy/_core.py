@@ -44,6 +44,7 @@ _NAMES = {
     "video_pixel_format": "pipeline.video_io", "check_output_folder": "pipeline.outputs",
     "WanConfig": "model.config", "WanDiT": "model.transformer",
     "GenerationSettings": "pipeline.generate", "ModelFiles": "pipeline.generate", "MVS2VPipeline": "pipeline.generate",
+    "check_generation_settings": "pipeline.generate",
     "SubjectInput": "pipeline.generate", "ReferenceSettings": "references.settings",
     "PSNR_CAP": "evaluation.metrics", "as_float_frames": "evaluation.metrics", "classify_colours": "evaluation.metrics",
     "psnr": "evaluation.metrics", "psnr_per_frame": "evaluation.metrics", "ssim": "evaluation.metrics",

@@ -67,6 +67,17 @@ def _check_args(world: str, scenes: int, seeds: Sequence[int], rows: Sequence[st
         raise MVS2VError(f"--steps {steps} must be at least 1")
 
 
+def _with_guidance(info: dict[str, Any], ref_scale: float | None, text_scale: float | None) -> dict[str, Any]:
+    """``info`` with the sampler's guidance scales replaced where given (checked now, as generation checks them)."""
+    from ._core import check_generation_settings
+    from .demo import generation_settings
+
+    given = {k: float(v) for k, v in (("ref_scale", ref_scale), ("text_scale", text_scale)) if v is not None}
+    out = {**info, "sampler": {**info["sampler"], **given}}
+    check_generation_settings(generation_settings(out, "", 1, 0))  # one line for a scale it refuses
+    return out
+
+
 def _identity(model_dir: Path, info: dict[str, Any], world: str, eval_seed: int, steps: int) -> dict[str, Any]:
     """What every record depends on; an ``out`` folder holds records of one identity only."""
     return {"format": BENCH_FORMAT, "version": 1, "model_sha256": _model_digest(model_dir), "world": world,
@@ -169,10 +180,11 @@ def _notes(units: Sequence[Unit], rows: Sequence[str]) -> list[str]:
 
 
 def _command(model_dir: Path, out: Path, world: str, scenes: int, seeds: Sequence[int], eval_seed: int,
-             rows: Sequence[str], batch: int, steps: int, device: str, bar: bool) -> str:
+             rows: Sequence[str], batch: int, steps: int, guidance: dict[str, float], device: str, bar: bool) -> str:
     args = ["mvs2v", "toy-bench", "--model", str(model_dir), "--out", str(out), "--world", world, "--scenes",
             str(scenes), "--seeds", ",".join(map(str, seeds)), "--eval-seed", str(eval_seed), "--rows",
             ",".join(rows), "--batch", str(batch), "--steps", str(steps)]
+    args += [a for k, v in guidance.items() for a in ("--" + k.replace("_", "-"), f"{v:g}")]
     return shlex.join(args + (["--device", device] if device != "cpu" else []) + (["--bar"] if bar else []))
 
 
@@ -201,7 +213,8 @@ def _run_units(units: list[Unit], out: Path, done: dict[str, dict[str, Any]], ma
 
 def run_toy_bench(model_dir: str | Path, out_dir: str | Path, world: str = "w1", scenes: int = 64,
                   seeds: Sequence[int] = (0, 1), eval_seed: int = 1000, rows: Sequence[str] = ROWS,
-                  batch: int = 16, steps: int | None = None, device: str = "cpu", bar: bool = False,
+                  batch: int = 16, steps: int | None = None, ref_scale: float | None = None,
+                  text_scale: float | None = None, device: str = "cpu", bar: bool = False,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the bench; write results.json, table.md, command.txt; return the results.
 
@@ -212,6 +225,8 @@ def run_toy_bench(model_dir: str | Path, out_dir: str | Path, world: str = "w1",
         scenes: held-out scenes ``0 .. scenes-1``; seeds: sampling seeds; eval_seed: draws the scenes.
         rows: from ``multi``, ``single``, ``none``, ``copy``.
         batch: clips per batched sampling run; steps: sampling steps (default the model's).
+        ref_scale, text_scale: guidance scales (default the model's); stored in the settings, so an
+            ``out`` folder holds one sampler's results.
         device: where the model runs (fp32); bar: add issue 11's W1 bar to the results.
 
     Returns:
@@ -222,7 +237,7 @@ def run_toy_bench(model_dir: str | Path, out_dir: str | Path, world: str = "w1",
     rows, seeds = tuple(rows), tuple(seeds)
     _check_args(world, scenes, seeds, rows, batch, steps)
     model_dir, out = Path(model_dir), Path(out_dir)
-    info = demo_model_info(model_dir)
+    info = _with_guidance(demo_model_info(model_dir), ref_scale, text_scale)
     steps = int(info["sampler"]["steps"] if steps is None else steps)
     identity = _identity(model_dir, info, world, eval_seed, steps)
     _claim_out(out, identity)
@@ -239,7 +254,9 @@ def run_toy_bench(model_dir: str | Path, out_dir: str | Path, world: str = "w1",
     values = {(u.row, u.scene.index, u.seed): unit_values([done[u.key(j.variant)] for j in u.jobs]) for u in units}
     summary = aggregate(values, rows, range(scenes), seeds)
     notes = _notes(units, rows)
-    command = _command(model_dir, out, world, scenes, seeds, eval_seed, rows, batch, steps, device, bar)
+    guidance = {k: v for k, v in (("ref_scale", ref_scale), ("text_scale", text_scale)) if v is not None}
+    command = _command(model_dir, out, world, scenes, seeds, eval_seed, rows, batch, steps,
+                       {k: float(v) for k, v in guidance.items()}, device, bar)
     results = {"format": BENCH_FORMAT, "version": 1, "settings": {**identity, "scenes": scenes, "seeds": list(seeds),
                "rows": list(rows), "batch": batch, "model": str(model_dir)}, "command": command, **summary,
                "notes": notes, "generated": generated}
@@ -268,7 +285,8 @@ def run_bench_cli(args: argparse.Namespace) -> dict[str, Any]:
     rows = tuple(r.strip() for r in str(args.rows).split(",") if r.strip())
     results = run_toy_bench(args.model, args.out, world=args.world, scenes=args.scenes,
                             seeds=_int_list(args.seeds, "--seeds"), eval_seed=args.eval_seed, rows=rows,
-                            batch=args.batch, steps=args.steps, device=args.device, bar=args.bar)
+                            batch=args.batch, steps=args.steps, ref_scale=args.ref_scale,
+                            text_scale=args.text_scale, device=args.device, bar=args.bar)
     print(results["table"], end="")
     print(f"wrote {Path(args.out) / RESULTS}, {Path(args.out) / TABLE}, {Path(args.out) / COMMAND}")
     return results

@@ -24,6 +24,10 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
                              "references), copy (true frame 0 repeated) (default all four)")
     parser.add_argument("--batch", type=int, default=16, help="clips per batched sampling run (default 16)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, model.json)")
+    parser.add_argument("--ref-scale", type=float, default=None,
+                        help="reference guidance scale (default: the model's, model.json); for guidance sweeps")
+    parser.add_argument("--text-scale", type=float, default=None,
+                        help="text guidance scale (default: the model's, model.json); for guidance sweeps")
     parser.add_argument("--device", default="cpu", help="device (default cpu; generation runs in fp32)")
     parser.add_argument("--bar", action="store_true",
                         help="also check issue 11's bar for W1 and print PASS/FAIL per requirement (report only)")

@@ -95,6 +95,27 @@ def test_w1_bench_rows_exact_zeros_and_resume(model_dir, tmp_path, count_generat
     assert len(count_generations) == before
 
 
+def test_guidance_override_is_used_recorded_and_checked(model_dir, tmp_path, count_generations):
+    kw = {"world": "w1", "scenes": 1, "seeds": (0,), "rows": ("single",), "log": lambda _: None}
+    default = run_toy_bench(model_dir, tmp_path / "default", **kw)
+    off = run_toy_bench(model_dir, tmp_path / "off", ref_scale=1.0, text_scale=1, **kw)
+    # The scales reach the sampler: guidance off paints another clip than the model's 2 / 3.
+    assert off["rows"]["single"]["psnr"]["mean"] != default["rows"]["single"]["psnr"]["mean"]
+    assert off["settings"]["sampler"] == {"shift": 3.0, "solver": "euler", "ref_scale": 1.0, "text_scale": 1.0}
+    assert "--ref-scale 1 --text-scale 1" in off["command"] and "--ref-scale" not in default["command"]
+    # The command it prints reproduces it: rerun on the same folder, nothing generated.
+    before = len(count_generations)
+    args = shlex.split(off["command"])[1:]
+    assert main(args) == 0 and len(count_generations) == before
+    # A folder made with other scales is refused; a bad scale is refused in one line before any work.
+    with pytest.raises(MVS2VError, match="other settings"):
+        run_toy_bench(model_dir, tmp_path / "off", **kw)
+    with pytest.raises(MVS2VError, match="ref-scale") as err:
+        run_toy_bench(model_dir, tmp_path / "bad", ref_scale=-1.0, **kw)
+    assert "\n" not in str(err.value) and not (tmp_path / "bad").exists()
+    assert len(count_generations) == before
+
+
 def test_w2_bench_causal_crosstalk(model_dir, tmp_path, count_generations):
     res = run_toy_bench(model_dir, tmp_path / "w2", world="w2", scenes=2, seeds=(0,), rows=("multi", "none", "copy"),
                         log=lambda _: None)
