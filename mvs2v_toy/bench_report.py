@@ -22,7 +22,7 @@ METRIC_LABELS = {
     "crosstalk": "crosstalk", "causal_crosstalk": "causal crosstalk (leak)", "causal_crosstalk_own": "own (source)",
 }
 PAIRED = (("multi", "single"), ("multi", "copy"))
-PAIRED_METRICS = ("hidden_face_accuracy", "psnr", "s_r2v")
+PAIRED_METRICS = ("hidden_face_accuracy", "hidden_face_visible", "psnr", "s_r2v")  # frame-0: a bar item compares it
 ALL_METRICS = (*PROBE_METRICS, *VIDEO_METRICS)
 
 

@@ -70,6 +70,10 @@ def test_w1_bench_rows_exact_zeros_and_resume(model_dir, tmp_path, count_generat
     assert res["rows"]["multi"]["slot_binding"]["n"] >= 1 and res["rows"]["single"]["slot_binding"]["n"] == 0
     assert res["rows"]["copy"]["s_v2r"]["mean"] == pytest.approx(1.0)  # every frame is a frame of the clip
     assert set(res["paired"]) == {"multi-single", "multi-copy"}
+    for metric in ("hidden_face_accuracy", "hidden_face_visible", "psnr", "s_r2v"):  # same scenes: mean of differences
+        rows = res["rows"]
+        assert res["paired"]["multi-single"][metric]["mean"] == pytest.approx(
+            rows["multi"][metric]["mean"] - rows["single"][metric]["mean"]), metric
     # multi: orig + recolour + swap per scene; single and none: orig only (their recoloured inputs are identical).
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     generated = sum(r["generated"] for r in records)
