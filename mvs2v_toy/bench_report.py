@@ -19,7 +19,8 @@ METRIC_LABELS = {
     "reference_use": "reference use", "slot_binding": "slot binding", "hidden_face_accuracy": "hidden-face acc.",
     "hidden_face_visible": "frame-0 face acc.", "hidden_face_normalised": "hidden / frame-0", "psnr": "PSNR (dB)",
     "ssim": "SSIM", "s_v2r": "S_v->r", "s_r2v": "S_r->v", "face_accuracy": "face acc. (refs)",
-    "crosstalk": "crosstalk", "causal_crosstalk": "causal crosstalk (leak)", "causal_crosstalk_own": "own (source)",
+    "crosstalk": "crosstalk", "causal_crosstalk": "causal crosstalk (leak)",
+    "causal_crosstalk_own": "own (follows its recoloured references)",
 }
 PAIRED = (("multi", "single"), ("multi", "copy"))
 PAIRED_METRICS = ("hidden_face_accuracy", "hidden_face_visible", "psnr", "s_r2v")  # frame-0: a bar item compares it

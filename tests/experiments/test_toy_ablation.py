@@ -388,6 +388,28 @@ def test_a_run_waiting_for_its_w2_bench_shows_in_the_w1_tables_only():
     assert "| base | base: TS-RoPE" in text and "W2 bench to do" in text
 
 
+def _with_w2(record: dict, own: list[float], leak: list[float], use: list[float]) -> dict:
+    def ci(values):
+        return {"mean": sum(values) / len(values), "lo": min(values), "hi": max(values), "n": len(values)}
+
+    values = {"causal_crosstalk_own": own, "causal_crosstalk": leak, "reference_use": use}
+    record["bench"]["w2"] = {"scenes": len(own), "seeds": [0], "rows": {"multi": {m: ci(v) for m, v in values.items()}},
+                             "per_scene": {"multi": values}}
+    return record
+
+
+def test_the_w2_verdict_reads_own_as_the_leak_is_measured_and_pairs_leak_with_vanilla():
+    from experiments.toy_ablation.report import _w2_table
+
+    # base: own 0.55 (colour-set membership, as the leak) although face-by-face reference use is 0.42.
+    base = _with_w2(_fake("base", 0, [10.0] * 3, [0.5] * 3), [0.5, 0.55, 0.6], [0.01, 0.02, 0.03], [0.4, 0.42, 0.44])
+    vanilla = _with_w2(_fake("vanilla", 0, [10.0] * 3, [0.5] * 3), [0.3, 0.4, 0.5], [0.05, 0.06, 0.07], [0.3] * 3)
+    lines = {ln.split(" | ")[0]: ln for ln in _w2_table({"base-s0": base, "vanilla-s0": vanilla})}
+    assert "follows its references" in lines["| base"] and "-0.040 [" in lines["| base"]  # leak - vanilla, paired
+    assert "inconclusive (own < 0.5)" in lines["| vanilla"]
+    assert lines["| base"].index("0.550 [") < lines["| base"].index("0.020 [") < lines["| base"].index("0.420 [")
+
+
 def test_the_normalised_hidden_face_accuracy_is_a_ratio_of_means():
     r = _fake("base", 0, [10.0, 12.0, 14.0], [0.5, 0.6, 0.7])
     rows = r["bench"]["w1"]["per_scene"]["multi"]
