@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from ._core import bootstrap_ci, paired_bootstrap_ci, ratio_bootstrap_ci
-from .bench_score import PROBE_METRICS, VIDEO_METRICS
+from .bench_score import PROBE_METRICS, SUBJECT_METRICS, VIDEO_METRICS
 
 __all__ = ["METRIC_LABELS", "PAIRED", "aggregate", "markdown_table", "check_bar", "format_bar"]
 
@@ -21,10 +21,11 @@ METRIC_LABELS = {
     "ssim": "SSIM", "s_v2r": "S_v->r", "s_r2v": "S_r->v", "face_accuracy": "face acc. (refs)",
     "crosstalk": "crosstalk", "causal_crosstalk": "causal crosstalk (leak)",
     "causal_crosstalk_own": "own (follows its recoloured references)",
+    "causal_crosstalk_own_first": "own, first subject", "causal_crosstalk_own_second": "own, second subject",
 }
 PAIRED = (("multi", "single"), ("multi", "copy"))
 PAIRED_METRICS = ("hidden_face_accuracy", "hidden_face_visible", "psnr", "s_r2v")  # frame-0: a bar item compares it
-ALL_METRICS = (*PROBE_METRICS, *VIDEO_METRICS)
+ALL_METRICS = (*PROBE_METRICS, *SUBJECT_METRICS, *VIDEO_METRICS)
 
 
 def _mean(values: Sequence[Any]) -> float | None:

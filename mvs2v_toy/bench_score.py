@@ -22,13 +22,16 @@ from .bench_plan import Job, Unit
 from .evaluate import evaluate
 from .metric_plugins import register_metrics
 
-__all__ = ["VIDEO_METRICS", "PROBE_METRICS", "copy_clip", "score_unit", "unit_values"]
+__all__ = ["VIDEO_METRICS", "PROBE_METRICS", "SUBJECT_METRICS", "copy_clip", "score_unit", "unit_values"]
 
 register_metrics()  # idempotent: the probes must be in the registry even without a pip install
 
 VIDEO_METRICS = ("psnr", "ssim", "s_v2r", "s_r2v", "face_accuracy", "hidden_face_accuracy", "hidden_face_visible",
                  "hidden_face_normalised", "crosstalk")
 PROBE_METRICS = ("reference_use", "slot_binding", "causal_crosstalk", "causal_crosstalk_own")
+# W2: ``own`` per subject (recolouring object k's references, k = its place in the caption and the slots),
+# because the second subject can lag the first (its reference positions differ by scheme).
+SUBJECT_METRICS = {"causal_crosstalk_own_first": "recolour0", "causal_crosstalk_own_second": "recolour1"}
 
 
 def copy_clip(job: Job) -> np.ndarray:
@@ -135,11 +138,13 @@ def _mean(values: list[Any]) -> float | None:
 
 
 def unit_values(records: list[dict[str, Any]]) -> dict[str, float | None]:
-    """The numbers of one (row, scene, seed): the ``orig`` metrics, and each probe averaged over its
-    objects (``recolour<k>`` / ``swap<k>``; None-valued ones skipped)."""
+    """The numbers of one (row, scene, seed): the ``orig`` metrics, each probe averaged over its
+    objects (``recolour<k>`` / ``swap<k>``; None-valued ones skipped), and ``own`` per subject (W2)."""
     by_variant = {r["variant"]: r["metrics"] for r in records}
     out: dict[str, float | None] = {k: by_variant.get("orig", {}).get(k) for k in VIDEO_METRICS}
     probes = [m for v, m in by_variant.items() if v != "orig"]
     for name in PROBE_METRICS:
         out[name] = _mean([m.get(name) for m in probes if name in m])
+    for name, variant in SUBJECT_METRICS.items():
+        out[name] = by_variant.get(variant, {}).get("causal_crosstalk_own")
     return out

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mvs2v_core.errors import MVS2VError
+from mvs2v_toy.bench_report import METRIC_LABELS
 
 from .arms import parse_run_name
 from .files import ENCODER_FOLDERS, Layout, read_json, write_json, write_text
@@ -19,7 +20,7 @@ from .results import read_result
 HEADLINE = {"w1": (("reference_use", "reference use"), ("slot_binding", "slot binding"),
                    ("hidden_face_accuracy", "hidden-face accuracy"), ("hidden_face_visible", "frame-0 face accuracy"),
                    ("psnr", "PSNR")),
-            "w2": W2_METRICS[:2]}
+            "w2": tuple((m, METRIC_LABELS[m]) for m in ("causal_crosstalk_own", "causal_crosstalk"))}
 
 
 def bench_info(record: dict[str, Any], row: str) -> dict[str, Any]:

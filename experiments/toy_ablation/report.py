@@ -21,7 +21,8 @@ W1_METRICS = (("reference_use", "reference use"), ("slot_binding", "slot binding
 # membership, so it is the precondition of the crosstalk test (issue 11: own >= 0.5, else inconclusive);
 # reference use (each hidden face in its own new colour) is stricter and shown beside it.
 W2_OWN = "causal_crosstalk_own"
-W2_METRICS = tuple((m, METRIC_LABELS[m]) for m in (W2_OWN, "causal_crosstalk", "reference_use"))
+W2_METRICS = tuple((m, METRIC_LABELS[m]) for m in (W2_OWN, "causal_crosstalk_own_first", "causal_crosstalk_own_second",
+                                                   "causal_crosstalk", "reference_use"))
 PAIRED_W1 = ("reference_use", "slot_binding", "hidden_face_accuracy", "psnr")
 BASELINES = (("copy", "copy of frame 0 (no model)"), ("none", "base model, no references"),
              ("single", "base model given only the start view"))

@@ -16,11 +16,12 @@ from .arms import AblationSettings
 # The numbers the report reads (the bench computes more; they stay in its own results.json).
 SUMMARY_METRICS = ("reference_use", "slot_binding", "hidden_face_accuracy", "hidden_face_visible",
                    "hidden_face_normalised", "psnr", "ssim", "s_v2r", "s_r2v", "causal_crosstalk",
-                   "causal_crosstalk_own")
+                   "causal_crosstalk_own", "causal_crosstalk_own_first", "causal_crosstalk_own_second")
 # Per-scene values kept for paired comparisons between runs (on the same held-out scenes).
 PAIRED_METRICS = ("reference_use", "slot_binding", "hidden_face_accuracy", "hidden_face_visible",
                   "hidden_face_normalised", "psnr", "s_r2v",
-                  "causal_crosstalk", "causal_crosstalk_own")
+                  "causal_crosstalk", "causal_crosstalk_own", "causal_crosstalk_own_first",
+                  "causal_crosstalk_own_second")
 CURVE_METRICS = ("reference_use", "slot_binding", "hidden_face_accuracy", "hidden_face_normalised", "psnr")
 
 

@@ -124,8 +124,13 @@ def test_w2_bench_causal_crosstalk(model_dir, tmp_path, count_generations):
     res = run_toy_bench(model_dir, tmp_path / "w2", world="w2", scenes=2, seeds=(0,), rows=("multi", "none", "copy"),
                         log=lambda _: None)
     assert set(res["rows"]) == {"multi", "none", "copy"} and set(res["paired"]) == {"multi-copy"}
-    for metric in ("causal_crosstalk", "causal_crosstalk_own", "crosstalk", "reference_use"):
+    for metric in ("causal_crosstalk", "causal_crosstalk_own", "causal_crosstalk_own_first",
+                   "causal_crosstalk_own_second", "crosstalk", "reference_use"):
         assert res["rows"]["multi"][metric]["n"] == 2, metric
+    multi = res["rows"]["multi"]  # own is the mean of the two subjects' own (each recoloured in turn)
+    assert multi["causal_crosstalk_own"]["mean"] == pytest.approx(
+        (multi["causal_crosstalk_own_first"]["mean"] + multi["causal_crosstalk_own_second"]["mean"]) / 2)
+    assert "own, second subject" in res["table"]
     for row in ("none", "copy"):
         for metric in ("reference_use", "causal_crosstalk", "causal_crosstalk_own"):
             _zero(res, row, metric)
