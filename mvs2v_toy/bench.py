@@ -67,15 +67,17 @@ def _check_args(world: str, scenes: int, seeds: Sequence[int], rows: Sequence[st
         raise MVS2VError(f"--steps {steps} must be at least 1")
 
 
-def _with_guidance(info: dict[str, Any], ref_scale: float | None, text_scale: float | None) -> dict[str, Any]:
-    """``info`` with the sampler's guidance scales replaced where given (checked now, as generation checks them)."""
+def _with_guidance(info: dict[str, Any], ref_scale: float | None,
+                   text_scale: float | None) -> tuple[dict[str, Any], dict[str, float]]:
+    """``info`` with the sampler's guidance scales replaced where given (checked now, as generation checks
+    them), and the scales given."""
     from ._core import check_generation_settings
     from .demo import generation_settings
 
     given = {k: float(v) for k, v in (("ref_scale", ref_scale), ("text_scale", text_scale)) if v is not None}
     out = {**info, "sampler": {**info["sampler"], **given}}
     check_generation_settings(generation_settings(out, "", 1, 0))  # one line for a scale it refuses
-    return out
+    return out, given
 
 
 def _identity(model_dir: Path, info: dict[str, Any], world: str, eval_seed: int, steps: int) -> dict[str, Any]:
@@ -237,7 +239,7 @@ def run_toy_bench(model_dir: str | Path, out_dir: str | Path, world: str = "w1",
     rows, seeds = tuple(rows), tuple(seeds)
     _check_args(world, scenes, seeds, rows, batch, steps)
     model_dir, out = Path(model_dir), Path(out_dir)
-    info = _with_guidance(demo_model_info(model_dir), ref_scale, text_scale)
+    info, guidance = _with_guidance(demo_model_info(model_dir), ref_scale, text_scale)
     steps = int(info["sampler"]["steps"] if steps is None else steps)
     identity = _identity(model_dir, info, world, eval_seed, steps)
     _claim_out(out, identity)
@@ -254,9 +256,7 @@ def run_toy_bench(model_dir: str | Path, out_dir: str | Path, world: str = "w1",
     values = {(u.row, u.scene.index, u.seed): unit_values([done[u.key(j.variant)] for j in u.jobs]) for u in units}
     summary = aggregate(values, rows, range(scenes), seeds)
     notes = _notes(units, rows)
-    guidance = {k: v for k, v in (("ref_scale", ref_scale), ("text_scale", text_scale)) if v is not None}
-    command = _command(model_dir, out, world, scenes, seeds, eval_seed, rows, batch, steps,
-                       {k: float(v) for k, v in guidance.items()}, device, bar)
+    command = _command(model_dir, out, world, scenes, seeds, eval_seed, rows, batch, steps, guidance, device, bar)
     results = {"format": BENCH_FORMAT, "version": 1, "settings": {**identity, "scenes": scenes, "seeds": list(seeds),
                "rows": list(rows), "batch": batch, "model": str(model_dir)}, "command": command, **summary,
                "notes": notes, "generated": generated}
