@@ -18,7 +18,9 @@
 
 Interrupted anywhere, the same command continues: finished runs are skipped, the trainer resumes from
 the last checkpoint, the bench from its last batch. ``DIR/settings.json`` and every result file hold
-the settings; another setting in the same ``DIR`` or ``--results`` is refused. ``--bundle DEST
+the settings; another setting in the same ``DIR`` or ``--results`` is refused. ``handoff --out DIR`` writes
+the unfinished runs into ``--results`` to commit, for machines that keep only the repository
+(:mod:`.handoff`). ``--bundle DEST
 --bundle-run base-s0`` copies a finished run as the demo model (:mod:`.bundle`).
 """
 

@@ -60,7 +60,9 @@ class Arm:
                 self.slot_anchor, self.views, self.mfi)
 
     def worlds(self) -> tuple[str, ...]:
-        return ("w1", "w2") if self.w2 else ("w1",)
+        """The benched worlds, in order: W2 first where scored, because the scheme comparison reads it and a
+        session that ends mid-bench should keep the number the arm exists for."""
+        return ("w2", "w1") if self.w2 else ("w1",)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

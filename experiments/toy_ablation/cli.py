@@ -17,6 +17,8 @@ from .arms import ARMS, SLOT_ANCHORS, AblationSettings, parse_arms, parse_schedu
 from .data import init_hashes, prepare_data
 from .files import DEFAULT_INIT, DEFAULT_RESULTS, MODULE, Layout, read_json, repo_path, write_json
 from .report import write_report
+from .handoff import read_handoff
+from .results import is_done
 from .run import fill_caches, prepare_runs, run_pool, todo_runs
 from .workers import RunWorker, WorkerContext
 
@@ -46,6 +48,8 @@ def run_ablation(layout: Layout, init: Path, s: AblationSettings, arms: Sequence
     if same:
         log(f"left out: {', '.join(same)} (trains exactly as the base under these settings)")
     todo = todo_runs(results, s, [a for a in arms if a not in same], seeds)
+    for name in todo:  # a broken handoff is refused before any work, not in a worker's log
+        read_handoff(results, name, s)
     t0 = time.perf_counter()
     failed: list[str] = []
     if todo:
@@ -66,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = AblationSettings()
     p = argparse.ArgumentParser(prog=PROG, description="W1/W2 ablation of views, position scheme, empty slots, MFI "
                                 "and TS gap (issue 11). `report` alone rewrites the table from the result files.")
-    p.add_argument("command", nargs="?", choices=["report"], help="report: only write the table from --results")
+    p.add_argument("command", nargs="?", choices=["report", "handoff"],
+                   help="report: only write the table from --results; handoff: write the unfinished runs under --out "
+                   "into --results/handoff/ to commit, so that a later machine continues them")
     p.add_argument("--out", help="folder of the big files (data, checkpoints, models, bench videos); resumable")
     p.add_argument("--data", help="an existing dataset made with these settings (default: written under --out)")
     p.add_argument("--init", default=str(DEFAULT_INIT), help=f"toy model folder every arm starts from ({DEFAULT_INIT})")
@@ -168,6 +174,9 @@ def _dispatch(args: argparse.Namespace) -> None:
 
         bundle(layout, repo_path(args.results), args.bundle_run, Path(args.bundle))
         return
+    if args.command == "handoff":
+        hand_off_runs(layout, args)
+        return
     if args.worker:  # a child of run_pool: the settings are the stored ones
         import torch
 
@@ -179,6 +188,22 @@ def _dispatch(args: argparse.Namespace) -> None:
     ctx = _context(args, s)
     run_ablation(layout, repo_path(args.init), s, parse_arms(args.arms), parse_seeds(args.seeds), args.jobs,
                  args.threads, ctx)
+
+
+def hand_off_runs(layout: Layout, args: argparse.Namespace, log=print) -> None:
+    """Every unfinished run under ``layout`` written as its handoff (see :mod:`.handoff`); stop the runner first."""
+    if not layout.settings.is_file():
+        raise MVS2VError(f"{layout.root} holds no ablation (no {layout.settings.name}): pass the --out of the runs")
+    stored = AblationSettings.from_json(read_json(layout.settings))
+    ctx = _context(args, stored)
+    names = sorted(p.name for p in (layout.root / "runs").glob("*-s*") if (p / "train.toml").is_file())
+    todo = [n for n in names if not is_done(repo_path(ctx.results), n, stored)]
+    if not todo:
+        log("handoff: no unfinished run under " + str(layout.root))
+    for name in todo:
+        step = RunWorker(layout, ctx, name, log).hand_off()
+        log(f"handoff: {name} " + (f"at step {step} of {stored.total_steps}" if step is not None else
+                                    "has nothing newer than its handoff (or no checkpoint at a stage boundary)"))
 
 
 def _sigterm(signum, frame):  # the parent stops its workers on SIGTERM as on Ctrl-C

@@ -98,6 +98,10 @@ class RunLayout:
     def checkpoints(self) -> Path:
         return self.train / "checkpoints"
 
+    def continued(self, step: int) -> Path:
+        """The trainer folder of the run continued from a handoff at ``step``: its ``train.toml`` and ``train/``."""
+        return self.root / f"train_from_{step:08d}"
+
     @property
     def log(self) -> Path:
         return self.root / WORKER_LOG

@@ -62,10 +62,12 @@ def _copy_encoders(data: Path, dest: Path) -> None:
 
 
 def export_model(layout: Layout, cfg: Any, checkpoint: Path, dest: Path, s: AblationSettings, arm: Arm,
-                 run: str, command: str) -> Path:
+                 run: str, command: str, step: int | None = None) -> Path:
     """Write the checkpoint as a toy model folder at ``dest`` (built beside it, then moved in one step).
 
     Uses the trainer's own export (what ``mvs2v-train export`` runs): the adapter, and the full DiT in bf16.
+    ``step``: the run's global step of the checkpoint (default: the trainer's own count, which starts again at
+    0 in a run continued from a handoff).
     """
     from mvs2v_core.model.loading import load_dit
     from mvs2v_train import checkpoint as ckpt
@@ -79,7 +81,7 @@ def export_model(layout: Layout, cfg: Any, checkpoint: Path, dest: Path, s: Abla
     _copy_encoders(layout.encoders, staging)
     dit = load_dit(staging / "dit.safetensors")
     parameters = int(sum(p.numel() for p in dit.parameters()))
-    step = int(ckpt.read_trainer_state(checkpoint)["global_step"])
+    step = int(ckpt.read_trainer_state(checkpoint)["global_step"]) if step is None else step
     dataset = read_json(layout.data / "dataset.json")
     write_json(staging / "model.json", model_info(s, arm, run, step, dit.config.to_dict(), parameters, command,
                                                   dataset))

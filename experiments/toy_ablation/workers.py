@@ -4,15 +4,20 @@ the finished run as a toy model folder, bench it, and keep its result file up to
 
 from __future__ import annotations
 
+import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mvs2v_core.config_files import read_toml
 from mvs2v_core.errors import MVS2VError
 
 from .arms import AblationSettings, Arm, parse_run_name
-from .files import Layout, RunLayout, load_train_config, read_json, repo_path, write_json
+from .files import (Layout, RunLayout, load_train_config, read_json, repo_path, write_json, write_train_config)
+from .handoff import (HANDOFF_FILE, Handoff, continuation_config, copy_handoff, handoff_folder, load_handoff,
+                      read_handoff, restore_model, stage_ends, write_handoff)
 from .models import export_model, is_exported
 from .results import DONE, run_command, update_result
 from .scoring import bench_world, curve_point
@@ -34,50 +39,73 @@ class WorkerContext:
         return run_command(self.out, self.init, self.results, s, arm, [seed], self.score_every, self.data)
 
 
-def segment_ends(steps: int, score_every: int) -> list[int]:
-    """Where training pauses: every ``score_every`` steps (0: never), and at the end."""
-    ends = list(range(score_every, steps, score_every)) if score_every else []
-    return ends + [steps]
+HANDOFF_COPY = "handoff"  # a continued trainer folder's own copy of the handoff it started from
 
 
-def checkpoint_at(run: RunLayout, step: int) -> Path | None:
-    from mvs2v_train import checkpoint as ckpt
-
-    path = run.checkpoints / ckpt.checkpoint_name(step)
-    return path if (path / "trainer_state.json").is_file() else None
-
-
-def steps_done(run: RunLayout) -> int:
-    from mvs2v_train import checkpoint as ckpt
-
-    latest = ckpt.find_latest(run.checkpoints)
-    return 0 if latest is None else int(ckpt.read_trainer_state(latest)["global_step"])
+def segment_ends(steps: int, score_every: int, boundaries: Sequence[int] = (), start: int = 0) -> list[int]:
+    """Where training pauses after ``start``: every ``score_every`` steps (0: never), at every stage boundary
+    (so that each has a checkpoint to hand off), and at the end."""
+    ends = set(range(score_every, steps, score_every)) if score_every else set()
+    return sorted(e for e in {*ends, *boundaries, steps} if start < e <= steps)
 
 
-def train_until(cfg: Any, run: RunLayout, stop: int, log) -> None:
-    """Train (resuming from the last checkpoint) until step ``stop`` has a checkpoint; add the seconds spent
-    to the run's ``state.json``."""
+@dataclass(frozen=True)
+class TrainPart:
+    """One trainer folder's share of a run: its config and checkpoints, and the run's global step at which it
+    starts (0, or the step of the handoff it continues)."""
+
+    cfg: Any
+    train: Path
+    offset: int = 0
+    handoff: Handoff | None = None
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.train / "checkpoints"
+
+    def steps_done(self) -> int:
+        """The run's global step reached in this part (its offset if it has no checkpoint yet)."""
+        from mvs2v_train import checkpoint as ckpt
+
+        latest = ckpt.find_latest(self.checkpoints)
+        return self.offset + (0 if latest is None else int(ckpt.read_trainer_state(latest)["global_step"]))
+
+    def checkpoint_at(self, step: int) -> Path | None:
+        """The checkpoint of global ``step`` in this part, if it was written and kept."""
+        from mvs2v_train import checkpoint as ckpt
+
+        if step <= self.offset:
+            return None
+        path = self.checkpoints / ckpt.checkpoint_name(step - self.offset)
+        return path if (path / "trainer_state.json").is_file() else None
+
+
+def train_until(part: TrainPart, state_path: Path, name: str, stop: int, log) -> None:
+    """Train ``part`` (resuming from its last checkpoint) until global step ``stop`` has a checkpoint; add the
+    seconds spent to the run's ``state.json``."""
     from mvs2v_train.cache import run_cache
     from mvs2v_train.trainer import run_training
 
-    done = steps_done(run)
+    done = part.steps_done()
     if done >= stop:
         return
-    run_cache(cfg, log=log)  # a no-op: the parent filled the cache before starting workers
+    run_cache(part.cfg, log=log)  # a no-op: the parent filled the cache before starting workers
     t0 = time.perf_counter()
-    result = run_training(cfg, resume="auto" if done else None, stop_at_step=stop, log=log)
-    state = read_json(run.state) if run.state.is_file() else {"train_seconds": 0.0}
+    result = run_training(part.cfg, resume="auto" if done > part.offset else None, stop_at_step=stop - part.offset,
+                          log=log)
+    state = read_json(state_path) if state_path.is_file() else {"train_seconds": 0.0}
     state["train_seconds"] = round(state["train_seconds"] + time.perf_counter() - t0, 1)
-    write_json(run.state, state)
-    if result.final_step < stop:
-        raise MVS2VError(f"training of {run.name} stopped at step {result.final_step}; run the same command to resume")
+    write_json(state_path, state)
+    if part.offset + result.final_step < stop:
+        raise MVS2VError(f"training of {name} stopped at step {part.offset + result.final_step}; run the same "
+                         "command to resume")
 
 
-def final_loss(run: RunLayout) -> float | None:
+def final_loss(train: Path) -> float | None:
     """Mean training loss of the last ten logged steps."""
     from mvs2v_train.trainer import read_log
 
-    losses = [e["loss"] for e in read_log(run.train) if e.get("event") == "step"]
+    losses = [e["loss"] for e in read_log(train) if e.get("event") == "step"]
     tail = losses[-10:]
     return round(sum(tail) / len(tail), 5) if tail else None
 
@@ -93,23 +121,61 @@ class RunWorker:
         self.run = layout.run(name)
         self.cfg = load_train_config(self.run.config)
         self.results = repo_path(ctx.results)
+        self.part = self._part()
+
+    def _part(self) -> TrainPart:
+        """Where training goes on: the trainer folder of this machine that is furthest along (the run's own, or
+        one continuing a handoff), or a new one continuing the committed handoff when that is further still."""
+        parts = [TrainPart(self.cfg, self.run.train)]
+        for folder in sorted(self.run.root.glob("train_from_*")):
+            if (folder / HANDOFF_COPY / HANDOFF_FILE).is_file():
+                parts.append(self._continued(folder, load_handoff(folder / HANDOFF_COPY, self.s)))
+        best = max(parts, key=TrainPart.steps_done)  # the first of equals: the run's own folder
+        handoff = read_handoff(self.results, self.name, self.s)
+        if handoff is None or best.steps_done() >= handoff.step:
+            return best
+        folder = self.run.continued(handoff.step)
+        copy = copy_handoff(handoff, folder / HANDOFF_COPY, self.s)
+        if handoff.step < self.s.total_steps:
+            write_train_config(folder / "train.toml", continuation_config(read_toml(self.run.config), copy,
+                                                                          folder / "train"),
+                               f"ablation run {self.name} continued from its handoff at step {handoff.step}")
+        self.log(f"{self.name}: continues from its handoff at step {handoff.step} ({handoff.folder})")
+        return self._continued(folder, copy)
+
+    def _continued(self, folder: Path, handoff: Handoff) -> TrainPart:
+        config = folder / "train.toml"
+        return TrainPart(load_train_config(config) if config.is_file() else self.cfg, folder / "train",
+                         handoff.step, handoff)
 
     def record(self, **changes: Any) -> dict[str, Any]:
         arm: Arm = self.arm
         state = read_json(self.run.state) if self.run.state.is_file() else {}
+        handoff = self.part.handoff
+        earlier = handoff.train_seconds if handoff is not None else 0.0
         base = {"run": self.name, "arm": arm.to_json(), "seed": self.seed, "settings": self.s.to_json(),
                 "command": self.ctx.command(self.s, arm.name, self.seed), "out": self.ctx.out, "init": self.ctx.init,
-                "steps_total": self.s.total_steps, "steps_done": steps_done(self.run),
-                "train_seconds": state.get("train_seconds"), "final_train_loss": final_loss(self.run)}
+                "steps_total": self.s.total_steps, "steps_done": self.part.steps_done(),
+                "train_seconds": round(earlier + state.get("train_seconds", 0.0), 1) if state or handoff else None,
+                "final_train_loss": final_loss(self.part.train)}
+        if handoff is not None:
+            how = ("the finished model, handed off before its benches" if handoff.step == self.s.total_steps else
+                   "from the bf16 export of the run at that step, with a fresh optimizer")
+            base["continued_from"] = {"step": handoff.step, "handoffs": list(handoff.chain),
+                                      "train_seconds_before": handoff.train_seconds,
+                                      "how": how + " (a handoff between machines: experiments/toy_ablation/handoff.py)"}
         return update_result(self.results, self.name, base, **changes)
 
     def export(self, step: int, dest: Path) -> Path:
         if not is_exported(dest):
-            checkpoint = checkpoint_at(self.run, step)
+            part = self.part
+            if part.handoff is not None and step == part.offset:
+                return restore_model(part.handoff, self.layout.encoders, dest)
+            checkpoint = part.checkpoint_at(step)
             if checkpoint is None:
                 raise MVS2VError(f"{self.name}: no checkpoint at step {step} to export")
-            export_model(self.layout, self.cfg, checkpoint, dest, self.s, self.arm, self.name,
-                         self.ctx.command(self.s, self.arm.name, self.seed))
+            export_model(self.layout, part.cfg, checkpoint, dest, self.s, self.arm, self.name,
+                         self.ctx.command(self.s, self.arm.name, self.seed), step=step)
         return dest
 
     def curve(self) -> list[dict]:
@@ -120,7 +186,7 @@ class RunWorker:
         curve = self.curve()
         if any(p["step"] == step for p in curve):
             return
-        if checkpoint_at(self.run, step) is None:
+        if self.part.checkpoint_at(step) is None:
             self.log(f"curve: {self.name} has no checkpoint at step {step} (pruned?); that point is left out")
             return
         model = self.export(step, self.run.step_model(step))
@@ -145,11 +211,38 @@ class RunWorker:
         curve.append(curve_point(self.s.total_steps, bench["w1"], self.arm.own_row))
         write_json(self.run.curve, curve)
         self.record(bench=bench, curve=curve, status=DONE)
+        done_with = handoff_folder(self.results, self.name)
+        if done_with.is_dir():  # consumed: the git history keeps it
+            shutil.rmtree(done_with)
+            self.log(f"{self.name}: done; its handoff folder {done_with} is no longer needed and was removed")
+
+    def boundaries(self) -> list[int]:
+        return stage_ends([{"steps": stage.steps} for stage in self.cfg.stages])
+
+    def hand_off(self) -> int | None:
+        """Write the latest checkpoint at a stage boundary (or the finished model) as the run's handoff; returns
+        its step, or None when there is nothing newer than the committed handoff."""
+        part, total = self.part, self.s.total_steps
+        steps = [e for e in self.boundaries() if part.checkpoint_at(e) is not None]
+        if is_exported(self.run.model) or (part.handoff is not None and part.handoff.step == total):
+            steps.append(total)
+        step = max(steps, default=None)
+        committed = read_handoff(self.results, self.name, self.s)
+        if step is None or (committed is not None and committed.step >= step):
+            return None
+        model = self.export(step, self.run.model if step == total else self.run.step_model(step))
+        state = read_json(self.run.state) if self.run.state.is_file() else {}
+        earlier = part.handoff.train_seconds if part.handoff is not None else 0.0
+        folder = write_handoff(model, self.results, self.name, step, self.s, earlier + state.get("train_seconds", 0.0),
+                               part.handoff)
+        self.record(handoff={"step": step, "folder": str(folder.relative_to(self.results))})
+        return step
 
     def __call__(self) -> None:
-        for end in segment_ends(self.s.total_steps, self.ctx.score_every):
-            train_until(self.cfg, self.run, end, self.log)
+        start = self.part.offset
+        for end in segment_ends(self.s.total_steps, self.ctx.score_every, self.boundaries(), start):
+            train_until(self.part, self.run.state, self.name, end, self.log)
             self.record(status="training")
-            if end < self.s.total_steps:
+            if end < self.s.total_steps and self.ctx.score_every and end % self.ctx.score_every == 0:
                 self.score_checkpoint(end)
         self.finish()

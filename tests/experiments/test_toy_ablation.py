@@ -17,6 +17,7 @@ from experiments.toy_ablation.aggregate import cell, paired
 from experiments.toy_ablation.data import check_encoders, init_hashes, write_init_adapter
 from experiments.toy_ablation.files import Layout, write_train_config
 from experiments.toy_ablation.recipes import train_config
+from experiments.toy_ablation.workers import RunWorker, WorkerContext, train_until
 from mvs2v_core.adapter import load_adapter
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.model.config import WanConfig
@@ -157,6 +158,98 @@ def test_a_scheduled_anchored_run_end_to_end(tmp_path):
     assert demo_model_info(tmp_path / "demo")["curriculum"]["schedule"][2] == {"worlds": "W2", "steps": 2}
     readme = (tmp_path / "demo" / "README.md").read_text()
     assert "fine-tuned\nfor 2 steps on W0, then 2 steps on W0+W0S+W12, then 2 steps on W2 (" in readme
+
+
+def _handoff_argv(out: Path, tmp_path: Path, results: Path) -> list[str]:
+    return ["--out", str(out), "--init", str(tmp_path / "init"), "--results", str(results), "--samples", "24",
+            "--curriculum-samples", "8", "--schedule", "w0:2,w12:2,w2:2", "--checkpoint-every", "1", "--scenes", "2",
+            "--sampling-seeds", "0", "--curve-scenes", "1", "--sample-steps", "2", "--arms", "base", "--seeds", "0",
+            "--threads", "2", "--bench-batch", "8"]
+
+
+def _prepare_base(out: Path, tmp_path: Path, results: Path) -> Layout:
+    """The runner's preparation of base-s0 on a new machine (data, configs, caches), without its worker."""
+    args = ta.cli.build_parser().parse_args(_handoff_argv(out, tmp_path, results))
+    s = dataclasses.replace(ta.cli._settings(args), init_sha256=init_hashes(tmp_path / "init"))
+    layout = Layout(out)
+    out.mkdir(parents=True)
+    ta.cli.check_settings(layout, s)
+    ta.data.prepare_data(layout, s, log=lambda m: None)
+    run_module.prepare_runs(layout, s, tmp_path / "init", ["base-s0"])
+    run_module.fill_caches(layout, ["base-s0"], log=lambda m: None)
+    return layout
+
+
+def _session_ends_at(out: Path, tmp_path: Path, results: Path, step: int) -> None:
+    """A machine that trains base-s0 (from the committed handoff, if any) until global ``step``, then stops."""
+    layout = _prepare_base(out, tmp_path, results)
+    ctx = WorkerContext(str(out), str(tmp_path / "init"), str(results))
+    part = RunWorker(layout, ctx, "base-s0", log=lambda m: None).part
+    train_until(part, layout.run("base-s0").state, "base-s0", step, log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_a_run_handed_off_through_the_repository_continues_on_a_new_machine(tmp_path, capsys):
+    """Machines keep only the repository. base-s0 (2 + 2 + 2 steps) stops after step 3 and is handed off at
+    the last stage boundary (step 2); a second machine continues it to step 4 and hands it off again; a third
+    finishes it. A run handed off when it finished training is only benched."""
+    from safetensors.torch import load_file
+
+    make_init(tmp_path / "init")
+    results = tmp_path / "results"
+    handoff = results / "handoff" / "base-s0"
+    _session_ends_at(tmp_path / "first", tmp_path, results, 3)
+    assert ta.main(["handoff", "--out", str(tmp_path / "first"), "--results", str(results)]) == 0
+    meta = json.loads((handoff / "handoff.json").read_text())
+    assert meta["step"] == 2 and sorted(meta["sha256"]) == ["adapter.safetensors", "dit.safetensors", "model.json"]
+    assert json.loads((results / "base-s0.json").read_text())["handoff"]["step"] == 2
+    assert {t.dtype for t in load_file(handoff / "dit.safetensors").values()} == {torch.bfloat16}
+
+    _session_ends_at(tmp_path / "second", tmp_path, results, 4)
+    second = tmp_path / "second" / "runs" / "base-s0"
+    cont = load_config(second / "train_from_00000002" / "train.toml")
+    assert [st.filter.tags for st in cont.stages] == [["world-w12"], ["objects-2"]]  # the stages after step 2
+    assert Path(cont.model.dit) == (second / "train_from_00000002" / "handoff" / "dit.safetensors").resolve()
+    assert not (second / "train" / "checkpoints").exists()  # nothing trained again from the start
+    assert ta.main(["handoff", "--out", str(tmp_path / "second"), "--results", str(results)]) == 0
+    meta = json.loads((handoff / "handoff.json").read_text())
+    assert meta["step"] == 4 and meta["chain"] == [2, 4]
+    assert json.loads((handoff / "model.json").read_text())["step"] == 4  # the run's step, not the trainer's
+
+    assert ta.main(_handoff_argv(tmp_path / "third", tmp_path, results)) == 0
+    run = tmp_path / "third" / "runs" / "base-s0"
+    r = json.loads((results / "base-s0.json").read_text())
+    assert r["status"] == "done" and r["steps_done"] == 6 and r["continued_from"]["handoffs"] == [2, 4]
+    assert r["train_seconds"] > r["continued_from"]["train_seconds_before"] > 0
+    assert json.loads((run / "model" / "model.json").read_text())["step"] == 6
+    assert not handoff.exists()  # consumed once the run is done
+    assert "continues from its handoff at step 4" in (run / "worker.log").read_text()
+
+    # Trained to the end, not benched: the handoff is the finished model; a new machine only benches it.
+    results2 = tmp_path / "results2"
+    _session_ends_at(tmp_path / "fourth", tmp_path, results2, 6)
+    assert ta.main(["handoff", "--out", str(tmp_path / "fourth"), "--results", str(results2)]) == 0
+    assert json.loads((results2 / "handoff" / "base-s0" / "handoff.json").read_text())["step"] == 6
+    assert ta.main(["handoff", "--out", str(tmp_path / "fourth"), "--results", str(results2)]) == 0  # nothing newer
+    assert ta.main(_handoff_argv(tmp_path / "fifth", tmp_path, results2)) == 0
+    assert not list((tmp_path / "fifth" / "runs" / "base-s0").glob("train*/**/trainer_state.json"))  # not trained
+    r2 = json.loads((results2 / "base-s0.json").read_text())
+    assert r2["status"] == "done" and r2["steps_done"] == 6 and set(r2["bench"]) == {"w1", "w2"}
+    assert r2["continued_from"]["how"].startswith("the finished model")
+    final = load_file(tmp_path / "fifth" / "runs" / "base-s0" / "model" / "dit.safetensors")
+    exported = load_file(tmp_path / "fourth" / "runs" / "base-s0" / "model" / "dit.safetensors")
+    assert all(torch.equal(final[k], exported[k]) for k in exported)
+
+    # A handoff whose files changed since it was written is refused with one line.
+    (results2 / "base-s0.json").unlink()
+    _session_ends_at(tmp_path / "sixth", tmp_path, results2, 2)
+    assert ta.main(["handoff", "--out", str(tmp_path / "sixth"), "--results", str(results2)]) == 0
+    (results2 / "handoff" / "base-s0" / "adapter.safetensors").write_bytes(b"x")
+    capsys.readouterr()
+    assert ta.main(_handoff_argv(tmp_path / "seventh", tmp_path, results2)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "changed since the handoff was written" in err
+    assert not (tmp_path / "seventh" / "data").exists()  # refused before any work
 
 
 def test_recipes_make_one_change_each(tmp_path):

@@ -1,0 +1,150 @@
+"""Carrying a run from one machine to the next through the repository (``handoff``).
+
+The machines this ablation runs on keep nothing but the repository when a session ends, and a run of
+the anchored recipe is longer than a session. ``python -m experiments.toy_ablation handoff --out OUT``
+writes, for every unfinished run under ``OUT``, its latest checkpoint at a stage boundary as a small
+model folder next to the result files (``<results>/handoff/<run>/``: the DiT in bf16 and the adapter as
+``mvs2v-train export`` writes them, ``model.json`` and ``handoff.json``: about 8 MB), to be committed.
+A later runner command that has no checkpoint of that run as far along continues from it: the
+remaining stages, from the handed-off weights, in a new trainer folder (``train_from_<step>/``). A
+handoff at the last step is the finished model, and only its benches are left.
+
+A continued run is not the uninterrupted run step for step: the weights were rounded to bf16, the AdamW
+moments start again from zero (every stage is a cosine cycle that starts with its own warmup, as the
+hand-trained legs of the bundled model did after each export) and the data order differs. The result
+file says where a run was continued (``continued_from``). A full trainer checkpoint would resume
+exactly, but is six times the size (fp32 weights and two fp32 moments), and every handoff stays in the
+history that everyone who clones the node pack downloads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mvs2v_core.errors import MVS2VError
+
+from .arms import AblationSettings
+from .files import ENCODER_FOLDERS, read_json, sha256_file, write_json
+
+HANDOFF_FOLDER = "handoff"
+HANDOFF_FILE = "handoff.json"
+MODEL_FILES = ("dit.safetensors", "adapter.safetensors", "model.json")
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A committed handoff of one run: its folder, the global step of its weights, the training seconds spent
+    on the run before it (on earlier machines), and the steps of every handoff the run went through."""
+
+    folder: Path
+    run: str
+    step: int
+    train_seconds: float
+    chain: tuple[int, ...]
+
+
+def handoff_folder(results: Path, name: str) -> Path:
+    return results / HANDOFF_FOLDER / name
+
+
+def stage_ends(stages: list[dict]) -> list[int]:
+    """The global step at which each stage ends (a trainer's stages run one after another)."""
+    ends, total = [], 0
+    for stage in stages:
+        total += int(stage["steps"])
+        ends.append(total)
+    return ends
+
+
+def stages_after(stages: list[dict], step: int) -> list[dict]:
+    """The stages still to train once ``step`` steps are done; ``step`` must end a stage (or be 0)."""
+    ends = stage_ends(stages)
+    if step != 0 and step not in ends:
+        raise MVS2VError(f"step {step} does not end a stage (stage ends: {ends[:6]}...): a handoff must be taken "
+                         "at a stage boundary")
+    return stages[ends.index(step) + 1:] if step else list(stages)
+
+
+def read_handoff(results: Path, name: str, s: AblationSettings) -> Handoff | None:
+    """The committed handoff of run ``name`` (None if none); see :func:`load_handoff`."""
+    folder = handoff_folder(results, name)
+    return load_handoff(folder, s) if (folder / HANDOFF_FILE).is_file() else None
+
+
+def load_handoff(folder: Path, s: AblationSettings) -> Handoff:
+    """The handoff in ``folder``; refuses one made with other settings or whose files do not match their
+    recorded checksums."""
+    meta = read_json(folder / HANDOFF_FILE)
+    diff = AblationSettings.from_json(meta["settings"]).differences(s)
+    if diff:
+        raise MVS2VError(f"{folder} was handed off by an ablation with other settings ({', '.join(list(diff)[:4])}): "
+                         "continue it with its own settings, or move it away")
+    for file, digest in meta["sha256"].items():
+        if not (folder / file).is_file() or sha256_file(folder / file) != digest:
+            raise MVS2VError(f"{folder / file} is missing or changed since the handoff was written: restore it from "
+                             "git (git checkout -- that folder)")
+    return Handoff(folder, str(meta["run"]), int(meta["step"]), float(meta.get("train_seconds") or 0.0),
+                   tuple(int(x) for x in meta["chain"]))
+
+
+def copy_handoff(handoff: Handoff, dest: Path, s: AblationSettings) -> Handoff:
+    """A private copy of ``handoff`` at ``dest`` (a later handoff of the same run replaces the committed one
+    while the run goes on from this copy)."""
+    staging = dest.parent / f".{dest.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(handoff.folder, staging)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(staging, dest)
+    return load_handoff(dest, s)
+
+
+def write_handoff(model: Path, results: Path, name: str, step: int, s: AblationSettings,
+                  train_seconds: float, earlier: Handoff | None = None) -> Path:
+    """Copy the exported model folder ``model`` (weights at global ``step``) as run ``name``'s handoff, built
+    beside it and moved in whole; ``earlier``: the handoff this machine continued the run from."""
+    dest = handoff_folder(results, name)
+    staging = dest.parent / f".{name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for file in MODEL_FILES:
+        shutil.copy2(model / file, staging / file)
+    write_json(staging / HANDOFF_FILE, {
+        "run": name, "step": step, "chain": [*(earlier.chain if earlier else ()), step], "settings": s.to_json(),
+        "train_seconds": round(train_seconds, 1),
+        "sha256": {file: sha256_file(staging / file) for file in MODEL_FILES},
+        "continue": "the runner's command for this run continues from here (see experiments/toy_ablation/handoff.py)"})
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(staging, dest)
+    return dest
+
+
+def restore_model(handoff: Handoff, encoders: Path, dest: Path) -> Path:
+    """The handoff as a complete toy model folder at ``dest`` (with the ablation's encoders)."""
+    staging = dest.parent / f".{dest.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for file in MODEL_FILES:
+        if file != "model.json":
+            shutil.copy2(handoff.folder / file, staging / file)
+    for folder in ENCODER_FOLDERS:
+        shutil.copytree(encoders / folder, staging / folder)
+    shutil.copy2(handoff.folder / "model.json", staging / "model.json")  # last: it marks the folder complete
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(staging, dest)
+    return dest
+
+
+def continuation_config(config: dict[str, Any], handoff: Handoff, output_dir: Path) -> dict[str, Any]:
+    """The run's trainer config ``config`` continued from ``handoff``: its weights, the stages after its step,
+    its own output folder."""
+    stages = stages_after(config["stages"], handoff.step)
+    if not stages:
+        raise MVS2VError(f"the handoff of {handoff.run} is at the last step: nothing is left to train")
+    model = dict(config["model"], dit=str((handoff.folder / "dit.safetensors").resolve()),
+                 init_adapter=str((handoff.folder / "adapter.safetensors").resolve()))
+    train = dict(config["train"], output_dir=str(output_dir.resolve()))
+    return dict(config, model=model, train=train, stages=stages)
