@@ -15,7 +15,7 @@ from mvs2v_core.config_files import read_toml
 from mvs2v_core.errors import MVS2VError
 
 from .arms import AblationSettings, Arm, parse_run_name
-from .files import (Layout, RunLayout, load_train_config, read_json, repo_path, write_json, write_train_config)
+from .files import Layout, load_train_config, read_json, repo_path, write_json, write_train_config
 from .handoff import (HANDOFF_FILE, Handoff, continuation_config, copy_handoff, handoff_folder, load_handoff,
                       read_handoff, restore_model, stage_ends, write_handoff)
 from .models import export_model, is_exported
