@@ -16,8 +16,8 @@ from mvs2v_core.errors import MVS2VError
 from .arms import ARMS, SLOT_ANCHORS, AblationSettings, parse_arms, parse_schedule, parse_seeds
 from .data import init_hashes, prepare_data
 from .files import DEFAULT_INIT, DEFAULT_RESULTS, MODULE, Layout, read_json, repo_path, write_json
-from .report import write_report
 from .handoff import read_handoff
+from .report import write_report
 from .results import is_done
 from .run import fill_caches, prepare_runs, run_pool, todo_runs
 from .workers import RunWorker, WorkerContext
@@ -191,7 +191,8 @@ def _dispatch(args: argparse.Namespace) -> None:
 
 
 def hand_off_runs(layout: Layout, args: argparse.Namespace, log=print) -> None:
-    """Every unfinished run under ``layout`` written as its handoff (see :mod:`.handoff`); stop the runner first."""
+    """Every unfinished run under ``layout`` written as its handoff (see :mod:`.handoff`). The runner may keep
+    running: only finished checkpoints are read."""
     if not layout.settings.is_file():
         raise MVS2VError(f"{layout.root} holds no ablation (no {layout.settings.name}): pass the --out of the runs")
     stored = AblationSettings.from_json(read_json(layout.settings))
