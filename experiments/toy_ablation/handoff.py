@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,14 +93,22 @@ def load_handoff(folder: Path, s: AblationSettings) -> Handoff:
                    tuple(int(x) for x in meta["chain"]))
 
 
+@contextmanager
+def staged_folder(dest: Path) -> Iterator[Path]:
+    """A staging folder beside ``dest`` to fill; on success it replaces ``dest`` in one move."""
+    staging = dest.parent / f".{dest.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    yield staging
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(staging, dest)
+
+
 def copy_handoff(handoff: Handoff, dest: Path, s: AblationSettings) -> Handoff:
     """A private copy of ``handoff`` at ``dest`` (a later handoff of the same run replaces the committed one
     while the run goes on from this copy)."""
-    staging = dest.parent / f".{dest.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(handoff.folder, staging)
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(staging, dest)
+    with staged_folder(dest) as staging:
+        shutil.copytree(handoff.folder, staging, dirs_exist_ok=True)
     return load_handoff(dest, s)
 
 
@@ -107,34 +117,24 @@ def write_handoff(model: Path, results: Path, name: str, step: int, s: AblationS
     """Copy the exported model folder ``model`` (weights at global ``step``) as run ``name``'s handoff, built
     beside it and moved in whole; ``earlier``: the handoff this machine continued the run from."""
     dest = handoff_folder(results, name)
-    staging = dest.parent / f".{name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for file in MODEL_FILES:
-        shutil.copy2(model / file, staging / file)
-    write_json(staging / HANDOFF_FILE, {
-        "run": name, "step": step, "chain": [*(earlier.chain if earlier else ()), step], "settings": s.to_json(),
-        "train_seconds": round(train_seconds, 1),
-        "sha256": {file: sha256_file(staging / file) for file in MODEL_FILES},
-        "continue": "the runner's command for this run continues from here (see experiments/toy_ablation/handoff.py)"})
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(staging, dest)
+    with staged_folder(dest) as staging:
+        for file in MODEL_FILES:
+            shutil.copy2(model / file, staging / file)
+        write_json(staging / HANDOFF_FILE, {
+            "run": name, "step": step, "chain": [*(earlier.chain if earlier else ()), step],
+            "settings": s.to_json(), "train_seconds": round(train_seconds, 1),
+            "sha256": {file: sha256_file(staging / file) for file in MODEL_FILES},
+            "continue": "the runner's command for this run continues from here (experiments/toy_ablation/handoff.py)"})
     return dest
 
 
 def restore_model(handoff: Handoff, encoders: Path, dest: Path) -> Path:
     """The handoff as a complete toy model folder at ``dest`` (with the ablation's encoders)."""
-    staging = dest.parent / f".{dest.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for file in MODEL_FILES:
-        if file != "model.json":
+    with staged_folder(dest) as staging:
+        for file in MODEL_FILES:
             shutil.copy2(handoff.folder / file, staging / file)
-    for folder in ENCODER_FOLDERS:
-        shutil.copytree(encoders / folder, staging / folder)
-    shutil.copy2(handoff.folder / "model.json", staging / "model.json")  # last: it marks the folder complete
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(staging, dest)
+        for folder in ENCODER_FOLDERS:
+            shutil.copytree(encoders / folder, staging / folder)
     return dest
 
 

@@ -148,15 +148,21 @@ class RunWorker:
         return TrainPart(load_train_config(config) if config.is_file() else self.cfg, folder / "train",
                          handoff.step, handoff)
 
+    def train_seconds(self) -> float | None:
+        """Training seconds of the run: on earlier machines (its handoff) and on this one (``state.json``)."""
+        state = read_json(self.run.state) if self.run.state.is_file() else None
+        handoff = self.part.handoff
+        if state is None and handoff is None:
+            return None
+        return round((handoff.train_seconds if handoff else 0.0) + (state or {}).get("train_seconds", 0.0), 1)
+
     def record(self, **changes: Any) -> dict[str, Any]:
         arm: Arm = self.arm
-        state = read_json(self.run.state) if self.run.state.is_file() else {}
         handoff = self.part.handoff
-        earlier = handoff.train_seconds if handoff is not None else 0.0
         base = {"run": self.name, "arm": arm.to_json(), "seed": self.seed, "settings": self.s.to_json(),
                 "command": self.ctx.command(self.s, arm.name, self.seed), "out": self.ctx.out, "init": self.ctx.init,
                 "steps_total": self.s.total_steps, "steps_done": self.part.steps_done(),
-                "train_seconds": round(earlier + state.get("train_seconds", 0.0), 1) if state or handoff else None,
+                "train_seconds": self.train_seconds(),
                 "final_train_loss": final_loss(self.part.train)}
         if handoff is not None:
             how = ("the finished model, handed off before its benches" if handoff.step == self.s.total_steps else
@@ -231,9 +237,7 @@ class RunWorker:
         if step is None or (committed is not None and committed.step >= step):
             return None
         model = self.export(step, self.run.model if step == total else self.run.step_model(step))
-        state = read_json(self.run.state) if self.run.state.is_file() else {}
-        earlier = part.handoff.train_seconds if part.handoff is not None else 0.0
-        folder = write_handoff(model, self.results, self.name, step, self.s, earlier + state.get("train_seconds", 0.0),
+        folder = write_handoff(model, self.results, self.name, step, self.s, self.train_seconds() or 0.0,
                                part.handoff)
         self.record(handoff={"step": step, "folder": str(folder.relative_to(self.results))})
         return step
