@@ -32,13 +32,13 @@ from .bench_plan import ROWS, Unit, bench_scene, plan_units
 from .bench_report import aggregate, check_bar, format_bar, markdown_table
 from .bench_score import score_unit, unit_values
 
-__all__ = ["BENCH_FORMAT", "run_toy_bench", "run_bench_cli"]
+__all__ = ["BENCH_FORMAT", "RECORDS", "SETTINGS", "model_digest", "run_toy_bench", "run_bench_cli"]
 
 BENCH_FORMAT = "mvs2v-toy-bench"
 RECORDS, SETTINGS, RESULTS, TABLE, COMMAND = "records.jsonl", "settings.json", "results.json", "table.md", "command.txt"
 
 
-def _model_digest(model_dir: Path) -> str:
+def model_digest(model_dir: Path) -> str:
     """SHA-256 over the model's weight and encoder files (model.json / README.md excluded: their sampler and
     frames are stored in the settings, and notes written into them later must not orphan the results)."""
     h = hashlib.sha256()
@@ -82,7 +82,7 @@ def _with_guidance(info: dict[str, Any], ref_scale: float | None,
 
 def _identity(model_dir: Path, info: dict[str, Any], world: str, eval_seed: int, steps: int) -> dict[str, Any]:
     """What every record depends on; an ``out`` folder holds records of one identity only."""
-    return {"format": BENCH_FORMAT, "version": 1, "model_sha256": _model_digest(model_dir), "world": world,
+    return {"format": BENCH_FORMAT, "version": 1, "model_sha256": model_digest(model_dir), "world": world,
             "eval_seed": int(eval_seed), "frames": int(info["frames"]), "steps": int(steps),
             "sampler": {k: v for k, v in info["sampler"].items() if k != "steps"}}
 

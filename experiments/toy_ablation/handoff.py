@@ -7,7 +7,10 @@ model folder next to the result files (``<results>/handoff/<run>/``: the DiT in 
 ``mvs2v-train export`` writes them, ``model.json`` and ``handoff.json``: about 8 MB), to be committed.
 A later runner command that has no checkpoint of that run as far along continues from it: the
 remaining stages, from the handed-off weights, in a new trainer folder (``train_from_<step>/``). A
-handoff at the last step is the finished model, and only its benches are left.
+handoff at the last step is the finished model, and only its benches are left; it also carries the clips
+of a bench that was under way (``bench/<world>/``: the bench's ``settings.json`` and ``records.jsonl``),
+so the next machine's bench goes on from them instead of starting again (a W2 bench is about 90 minutes
+of one core).
 
 A continued run is not the uninterrupted run step for step: the weights were rounded to bf16, the AdamW
 moments start again from zero (every stage is a cosine cycle that starts with its own warmup, as the
@@ -23,7 +26,8 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +39,22 @@ from .files import ENCODER_FOLDERS, read_json, sha256_file, write_json
 HANDOFF_FOLDER = "handoff"
 HANDOFF_FILE = "handoff.json"
 MODEL_FILES = ("dit.safetensors", "adapter.safetensors", "model.json")
+BENCH_FOLDER = "bench"
+BENCH_FILES = ("settings.json", "records.jsonl")  # what mvs2v_toy.bench resumes from (its SETTINGS, RECORDS)
 
 
 @dataclass(frozen=True)
 class Handoff:
     """A committed handoff of one run: its folder, the global step of its weights, the training seconds spent
-    on the run before it (on earlier machines), and the steps of every handoff the run went through."""
+    on the run before it (on earlier machines), the steps of every handoff the run went through, and the
+    records (clips) it carries of each unfinished bench (a handoff of the finished model only)."""
 
     folder: Path
     run: str
     step: int
     train_seconds: float
     chain: tuple[int, ...]
+    bench_records: Mapping[str, int] = field(default_factory=dict)
 
 
 def handoff_folder(results: Path, name: str) -> Path:
@@ -90,7 +98,14 @@ def load_handoff(folder: Path, s: AblationSettings) -> Handoff:
             raise MVS2VError(f"{folder / file} is missing or changed since the handoff was written: restore it from "
                              "git (git checkout -- that folder)")
     return Handoff(folder, str(meta["run"]), int(meta["step"]), float(meta.get("train_seconds") or 0.0),
-                   tuple(int(x) for x in meta["chain"]))
+                   tuple(int(x) for x in meta["chain"]),
+                   {str(w): int(n) for w, n in (meta.get("bench_records") or {}).items()})
+
+
+def count_records(bench: Path) -> int:
+    """Records a bench folder holds (one line each; 0 without a records file)."""
+    path = bench / BENCH_FILES[1]
+    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()) if path.is_file() else 0
 
 
 @contextmanager
@@ -113,19 +128,50 @@ def copy_handoff(handoff: Handoff, dest: Path, s: AblationSettings) -> Handoff:
 
 
 def write_handoff(model: Path, results: Path, name: str, step: int, s: AblationSettings,
-                  train_seconds: float, earlier: Handoff | None = None) -> Path:
+                  train_seconds: float, earlier: Handoff | None = None,
+                  benches: Mapping[str, Path] | None = None) -> Path:
     """Copy the exported model folder ``model`` (weights at global ``step``) as run ``name``'s handoff, built
-    beside it and moved in whole; ``earlier``: the handoff this machine continued the run from."""
+    beside it and moved in whole; ``earlier``: the handoff this machine continued the run from; ``benches``:
+    the folders of the model's unfinished benches by world (their clips go with it)."""
     dest = handoff_folder(results, name)
     with staged_folder(dest) as staging:
+        files = list(MODEL_FILES)
         for file in MODEL_FILES:
             shutil.copy2(model / file, staging / file)
+        carried = {}
+        for world, bench in (benches or {}).items():
+            if all((bench / file).is_file() for file in BENCH_FILES):
+                (staging / BENCH_FOLDER / world).mkdir(parents=True)
+                for file in BENCH_FILES:  # the bench replaces its records atomically: a copy is never torn
+                    shutil.copy2(bench / file, staging / BENCH_FOLDER / world / file)
+                    files.append(f"{BENCH_FOLDER}/{world}/{file}")
+                carried[world] = count_records(staging / BENCH_FOLDER / world)
+        chain = earlier.chain if earlier else ()
         write_json(staging / HANDOFF_FILE, {
-            "run": name, "step": step, "chain": [*(earlier.chain if earlier else ()), step],
-            "settings": s.to_json(), "train_seconds": round(train_seconds, 1),
-            "sha256": {file: sha256_file(staging / file) for file in MODEL_FILES},
+            "run": name, "step": step, "chain": [*chain, step] if chain[-1:] != (step,) else list(chain),
+            "settings": s.to_json(), "train_seconds": round(train_seconds, 1), "bench_records": carried,
+            "sha256": {file: sha256_file(staging / file) for file in files},
             "continue": "the runner's command for this run continues from here (experiments/toy_ablation/handoff.py)"})
     return dest
+
+
+def restore_bench(handoff: Handoff, world: str, dest: Path, model: Path, log: Callable[[str], None]) -> int:
+    """Put the clips ``handoff`` carries of its ``world`` bench into the bench folder ``dest`` of ``model`` (the
+    handoff restored), unless ``dest`` holds as many already; returns the records put there."""
+    from mvs2v_toy.bench import model_digest
+
+    carried = handoff.bench_records.get(world, 0)
+    if carried <= count_records(dest):
+        return 0
+    src = handoff.folder / BENCH_FOLDER / world
+    if read_json(src / BENCH_FILES[0]).get("model_sha256") != model_digest(model):  # never expected: same bytes
+        log(f"{handoff.run}: the {world} clips in {src} are of other model files than {model}; that bench "
+            "starts again")
+        return 0
+    with staged_folder(dest) as staging:
+        for file in BENCH_FILES:
+            shutil.copy2(src / file, staging / file)
+    return carried
 
 
 def restore_model(handoff: Handoff, encoders: Path, dest: Path) -> Path:

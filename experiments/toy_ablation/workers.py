@@ -16,10 +16,10 @@ from mvs2v_core.errors import MVS2VError
 
 from .arms import AblationSettings, Arm, parse_run_name
 from .files import Layout, load_train_config, read_json, repo_path, write_json, write_train_config
-from .handoff import (HANDOFF_FILE, Handoff, continuation_config, copy_handoff, handoff_folder, load_handoff,
-                      read_handoff, restore_model, stage_ends, write_handoff)
+from .handoff import (HANDOFF_FILE, Handoff, continuation_config, copy_handoff, count_records, handoff_folder,
+                      load_handoff, read_handoff, restore_bench, restore_model, stage_ends, write_handoff)
 from .models import export_model, is_exported
-from .results import DONE, run_command, update_result
+from .results import DONE, read_result, run_command, update_result
 from .scoring import bench_world, curve_point
 
 
@@ -165,7 +165,7 @@ class RunWorker:
                 "train_seconds": self.train_seconds(),
                 "final_train_loss": final_loss(self.part.train)}
         if handoff is not None:
-            how = ("the finished model, handed off before its benches" if handoff.step == self.s.total_steps else
+            how = ("the finished model, handed off before its benches were done" if handoff.step == self.s.total_steps else
                    "from the bf16 export of the run at that step, with a fresh optimizer")
             base["continued_from"] = {"step": handoff.step, "handoffs": list(handoff.chain),
                                       "train_seconds_before": handoff.train_seconds,
@@ -209,6 +209,7 @@ class RunWorker:
         bench = dict(record.get("bench") or {})
         for world in self.arm.worlds():
             if world not in bench:
+                self._restore_bench(world, model)
                 bench[world] = bench_world(model, self.run.bench(world), world, self.s.bench_scenes,
                                            self.s.bench_seeds, self.arm.bench_rows(world), self.s,
                                            self.ctx.bench_batch)
@@ -222,25 +223,42 @@ class RunWorker:
             shutil.rmtree(done_with)
             self.log(f"{self.name}: done; its handoff folder {done_with} is no longer needed and was removed")
 
+    def _restore_bench(self, world: str, model: Path) -> None:
+        """Start the ``world`` bench from the clips the run's handoff carries, if it carries more than are here."""
+        handoff = self.part.handoff
+        if handoff is not None and restore_bench(handoff, world, self.run.bench(world), model, self.log):
+            self.log(f"{self.name}: its {world} bench goes on from the {handoff.bench_records[world]} clips handed off "
+                     "with the model")
+
+    def unfinished_benches(self) -> dict[str, Path]:
+        """The bench folders, by world, of benches begun and not yet in the result file."""
+        done = (read_result(self.results, self.name) or {}).get("bench") or {}
+        return {w: self.run.bench(w) for w in self.arm.worlds() if w not in done and count_records(self.run.bench(w))}
+
     def boundaries(self) -> list[int]:
         return stage_ends([{"steps": stage.steps} for stage in self.cfg.stages])
 
-    def hand_off(self) -> int | None:
-        """Write the latest checkpoint at a stage boundary (or the finished model) as the run's handoff; returns
-        its step, or None when there is nothing newer than the committed handoff."""
+    def hand_off(self) -> Handoff | None:
+        """Write the latest checkpoint at a stage boundary (or the finished model, with the clips of its unfinished
+        benches) as the run's handoff; returns it, or None when the committed handoff is as far along."""
         part, total = self.part, self.s.total_steps
         steps = [e for e in self.boundaries() if part.checkpoint_at(e) is not None]
         if is_exported(self.run.model) or (part.handoff is not None and part.handoff.step == total):
             steps.append(total)
         step = max(steps, default=None)
+        benches = self.unfinished_benches() if step == total else {}
+        counts = {w: count_records(b) for w, b in benches.items()}
         committed = read_handoff(self.results, self.name, self.s)
-        if step is None or (committed is not None and committed.step >= step):
+        if step is None or (committed is not None and (committed.step > step or (
+                committed.step == step and dict(committed.bench_records) == counts))):
             return None
         model = self.export(step, self.run.model if step == total else self.run.step_model(step))
         folder = write_handoff(model, self.results, self.name, step, self.s, self.train_seconds() or 0.0,
-                               part.handoff)
-        self.record(handoff={"step": step, "folder": str(folder.relative_to(self.results))})
-        return step
+                               part.handoff, benches)
+        written = load_handoff(folder, self.s)
+        self.record(handoff={"step": step, "folder": str(folder.relative_to(self.results)),
+                             "bench_records": dict(written.bench_records)})
+        return written
 
     def __call__(self) -> None:
         start = self.part.offset

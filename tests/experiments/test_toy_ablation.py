@@ -188,6 +188,19 @@ def _session_ends_at(out: Path, tmp_path: Path, results: Path, step: int) -> Non
     train_until(part, layout.run("base-s0").state, "base-s0", step, log=lambda m: None)
 
 
+def _bench_first_scene(out: Path, tmp_path: Path, results: Path, world: str) -> int:
+    """The finished base-s0 under ``out`` exported and benched on the first scene of ``world`` only (what a
+    bench stopped after its first batch leaves); returns the records written."""
+    from experiments.toy_ablation.scoring import bench_world
+
+    worker = RunWorker(Layout(out), WorkerContext(str(out), str(tmp_path / "init"), str(results)), "base-s0",
+                       log=lambda m: None)
+    model = worker.export(worker.s.total_steps, worker.run.model)
+    bench_world(model, worker.run.bench(world), world, 1, worker.s.bench_seeds, worker.arm.bench_rows(world),
+                worker.s, 8, log=lambda m: None)
+    return len((worker.run.bench(world) / "records.jsonl").read_text().splitlines())
+
+
 @pytest.mark.slow
 def test_a_run_handed_off_through_the_repository_continues_on_a_new_machine(tmp_path, capsys):
     """Machines keep only the repository. base-s0 (2 + 2 + 2 steps) stops after step 3 and is handed off at
@@ -229,14 +242,29 @@ def test_a_run_handed_off_through_the_repository_continues_on_a_new_machine(tmp_
     results2 = tmp_path / "results2"
     _session_ends_at(tmp_path / "fourth", tmp_path, results2, 6)
     assert ta.main(["handoff", "--out", str(tmp_path / "fourth"), "--results", str(results2)]) == 0
-    assert json.loads((results2 / "handoff" / "base-s0" / "handoff.json").read_text())["step"] == 6
-    assert ta.main(["handoff", "--out", str(tmp_path / "fourth"), "--results", str(results2)]) == 0  # nothing newer
+    handoff2 = results2 / "handoff" / "base-s0"
+    assert json.loads((handoff2 / "handoff.json").read_text())["step"] == 6
+    # The session ends during the W2 bench (here: after its first scene); the clips go with the model.
+    partial = _bench_first_scene(tmp_path / "fourth", tmp_path, results2, "w2")
+    capsys.readouterr()
+    assert ta.main(["handoff", "--out", str(tmp_path / "fourth"), "--results", str(results2)]) == 0
+    assert f"at step 6 of 6, {partial} w2 bench clips" in capsys.readouterr().out
+    meta = json.loads((handoff2 / "handoff.json").read_text())
+    assert meta["bench_records"] == {"w2": partial} and meta["chain"] == [6]
+    assert "bench/w2/records.jsonl" in meta["sha256"]
+    assert ta.main(["handoff", "--out", str(tmp_path / "fourth"), "--results", str(results2)]) == 0
+    assert "nothing newer" in capsys.readouterr().out
     assert ta.main(_handoff_argv(tmp_path / "fifth", tmp_path, results2)) == 0
-    assert not list((tmp_path / "fifth" / "runs" / "base-s0").glob("train*/**/trainer_state.json"))  # not trained
+    fifth = tmp_path / "fifth" / "runs" / "base-s0"
+    assert not list(fifth.glob("train*/**/trainer_state.json"))  # not trained
+    assert f"its w2 bench goes on from the {partial} clips" in (fifth / "worker.log").read_text()
+    records = [json.loads(line) for line in (fifth / "bench" / "w2" / "records.jsonl").read_text().splitlines()]
+    generated_here = json.loads((fifth / "bench" / "w2" / "results.json").read_text())["generated"]
+    assert generated_here == sum(r["generated"] for r in records if r["scene"] == 1) > 0  # scene 0 not again
     r2 = json.loads((results2 / "base-s0.json").read_text())
     assert r2["status"] == "done" and r2["steps_done"] == 6 and set(r2["bench"]) == {"w1", "w2"}
     assert r2["continued_from"]["how"].startswith("the finished model")
-    final = load_file(tmp_path / "fifth" / "runs" / "base-s0" / "model" / "dit.safetensors")
+    final = load_file(fifth / "model" / "dit.safetensors")
     exported = load_file(tmp_path / "fourth" / "runs" / "base-s0" / "model" / "dit.safetensors")
     assert all(torch.equal(final[k], exported[k]) for k in exported)
 
