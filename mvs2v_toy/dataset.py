@@ -157,6 +157,32 @@ def _manifest_row(truth: ToyTruth, scene: ToyScene, sid: str, rel: Path, split: 
             "split": split, "tags": tags, "meta": {"truth": (rel / "truth.json").as_posix(), "seed": seed, "index": index}}
 
 
+def _check_dataset_args(n_samples: int, val_fraction: float, ref_views: Sequence[str | float]) -> None:
+    if int(n_samples) < 1:
+        raise MVS2VError(f"n_samples must be at least 1, got {n_samples}")
+    if not 0.0 <= float(val_fraction) <= 1.0:
+        raise MVS2VError(f"val_fraction must be in [0, 1], got {val_fraction}")
+    if not ref_views:
+        raise MVS2VError("ref_views is empty: give at least one reference view, e.g. front")
+    parts = [_view_file_part(v) for v in ref_views]
+    if len(set(parts)) != len(parts):
+        raise MVS2VError(f"ref_views {list(ref_views)} name the same view twice")
+    if len(ref_views) > 4:
+        warnings.warn(f"{len(ref_views)} reference views per object: the trainer's default slots_per_subject is 4; "
+                      "raise it in the training config", stacklevel=3)
+
+
+def _world_spec(world: str, reference_camera: str | None, two_object_prob: float, shapes: Sequence[str]):
+    """The hidden-colour world's spec (None for the classic world, which only renders centred references)."""
+    if world != "classic":
+        return hidden_world(world, reference_camera, two_object_prob if world == "w12" else None,
+                            None if tuple(shapes) == SHAPES else shapes)
+    if reference_camera not in (None, "centred"):
+        raise MVS2VError("the classic toy world renders centred references; use world='w1'/'w2'/'w12' for "
+                         "the video or augmented reference camera")
+    return None
+
+
 def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0, width: int = 32, height: int = 32,
                       frames: int = 17, two_object_prob: float = 0.3,
                       ref_views: Sequence[str | float] = DEFAULT_REF_VIEWS, val_fraction: float = 0.1,
@@ -189,25 +215,8 @@ def write_toy_dataset(out_dir: str | os.PathLike, n_samples: int, seed: int = 0,
     Returns:
         A :class:`DatasetSummary`.
     """
-    if int(n_samples) < 1:
-        raise MVS2VError(f"n_samples must be at least 1, got {n_samples}")
-    if not 0.0 <= float(val_fraction) <= 1.0:
-        raise MVS2VError(f"val_fraction must be in [0, 1], got {val_fraction}")
-    if not ref_views:
-        raise MVS2VError("ref_views is empty: give at least one reference view, e.g. front")
-    parts = [_view_file_part(v) for v in ref_views]
-    if len(set(parts)) != len(parts):
-        raise MVS2VError(f"ref_views {list(ref_views)} name the same view twice")
-    if len(ref_views) > 4:
-        warnings.warn(f"{len(ref_views)} reference views per object: the trainer's default slots_per_subject is 4; "
-                      "raise it in the training config", stacklevel=2)
-    spec = None
-    if world != "classic":
-        spec = hidden_world(world, reference_camera, two_object_prob if world == "w12" else None,
-                            None if tuple(shapes) == SHAPES else shapes)
-    elif reference_camera not in (None, "centred"):
-        raise MVS2VError("the classic toy world renders centred references; use world='w1'/'w2'/'w12' for "
-                         "the video or augmented reference camera")
+    _check_dataset_args(n_samples, val_fraction, ref_views)
+    spec = _world_spec(world, reference_camera, two_object_prob, shapes)
     out = Path(out_dir)
     manifest = out / "manifest.jsonl"
     if manifest.exists() and not overwrite:
