@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +101,11 @@ def load_handoff(folder: Path, s: AblationSettings) -> Handoff:
                    {str(w): int(n) for w, n in (meta.get("bench_records") or {}).items()})
 
 
+def carried_bench(handoff: Handoff, world: str) -> Path:
+    """Where ``handoff`` keeps the clips of its unfinished ``world`` bench (the folder may not exist)."""
+    return handoff.folder / BENCH_FOLDER / world
+
+
 def count_records(bench: Path) -> int:
     """Records a bench folder holds (one line each; 0 without a records file)."""
     path = bench / BENCH_FILES[1]
@@ -163,7 +167,7 @@ def restore_bench(handoff: Handoff, world: str, dest: Path, model: Path, log: Ca
     carried = handoff.bench_records.get(world, 0)
     if carried <= count_records(dest):
         return 0
-    src = handoff.folder / BENCH_FOLDER / world
+    src = carried_bench(handoff, world)
     if read_json(src / BENCH_FILES[0]).get("model_sha256") != model_digest(model):  # never expected: same bytes
         log(f"{handoff.run}: the {world} clips in {src} are of other model files than {model}; that bench "
             "starts again")

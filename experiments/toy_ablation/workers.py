@@ -19,7 +19,7 @@ from .files import Layout, load_train_config, read_json, repo_path, write_json, 
 from .handoff import (HANDOFF_FILE, Handoff, continuation_config, copy_handoff, count_records, handoff_folder,
                       load_handoff, read_handoff, restore_bench, restore_model, stage_ends, write_handoff)
 from .models import export_model, is_exported
-from .results import DONE, read_result, run_command, update_result
+from .results import DONE, is_done, read_result, run_command, update_result
 from .scoring import bench_world, curve_point
 
 
@@ -231,7 +231,8 @@ class RunWorker:
                      "with the model")
 
     def unfinished_benches(self) -> dict[str, Path]:
-        """The bench folders, by world, of benches begun and not yet in the result file."""
+        """The bench folders, by world, of benches begun here and not yet in the result file (clips a handoff
+        carries are restored into them when that bench starts, and the worlds are benched in turn)."""
         done = (read_result(self.results, self.name) or {}).get("bench") or {}
         return {w: self.run.bench(w) for w in self.arm.worlds() if w not in done and count_records(self.run.bench(w))}
 
@@ -246,15 +247,20 @@ class RunWorker:
         if is_exported(self.run.model) or (part.handoff is not None and part.handoff.step == total):
             steps.append(total)
         step = max(steps, default=None)
+        if step is None:
+            return None
         benches = self.unfinished_benches() if step == total else {}
-        counts = {w: count_records(b) for w, b in benches.items()}
         committed = read_handoff(self.results, self.name, self.s)
-        if step is None or (committed is not None and (committed.step > step or (
-                committed.step == step and dict(committed.bench_records) == counts))):
+        newer = committed is None or step > committed.step or any(  # fewer clips here: not restored yet
+            count_records(b) > committed.bench_records.get(w, 0) for w, b in benches.items())
+        if not newer:
             return None
         model = self.export(step, self.run.model if step == total else self.run.step_model(step))
         folder = write_handoff(model, self.results, self.name, step, self.s, self.train_seconds() or 0.0,
                                part.handoff, benches)
+        if is_done(self.results, self.name, self.s):  # it finished meanwhile, and removed its handoff
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
         written = load_handoff(folder, self.s)
         self.record(handoff={"step": step, "folder": str(folder.relative_to(self.results)),
                              "bench_records": dict(written.bench_records)})

@@ -254,11 +254,18 @@ def test_a_run_handed_off_through_the_repository_continues_on_a_new_machine(tmp_
     assert "bench/w2/records.jsonl" in meta["sha256"]
     assert ta.main(["handoff", "--out", str(tmp_path / "fourth"), "--results", str(results2)]) == 0
     assert "nothing newer" in capsys.readouterr().out
+    # A machine that ends before its bench restored those clips hands off the same (keeps them).
+    _prepare_base(tmp_path / "fifth", tmp_path, results2)
+    assert ta.main(["handoff", "--out", str(tmp_path / "fifth"), "--results", str(results2)]) == 0
+    assert "nothing newer" in capsys.readouterr().out
+    assert json.loads((handoff2 / "handoff.json").read_text())["bench_records"] == {"w2": partial}
     assert ta.main(_handoff_argv(tmp_path / "fifth", tmp_path, results2)) == 0
     fifth = tmp_path / "fifth" / "runs" / "base-s0"
     assert not list(fifth.glob("train*/**/trainer_state.json"))  # not trained
     assert f"its w2 bench goes on from the {partial} clips" in (fifth / "worker.log").read_text()
-    records = [json.loads(line) for line in (fifth / "bench" / "w2" / "records.jsonl").read_text().splitlines()]
+    text = (fifth / "bench" / "w2" / "records.jsonl").read_text()
+    assert text.startswith((tmp_path / "fourth" / "runs" / "base-s0" / "bench" / "w2" / "records.jsonl").read_text())
+    records = [json.loads(line) for line in text.splitlines()]
     generated_here = json.loads((fifth / "bench" / "w2" / "results.json").read_text())["generated"]
     assert generated_here == sum(r["generated"] for r in records if r["scene"] == 1) > 0  # scene 0 not again
     r2 = json.loads((results2 / "base-s0.json").read_text())
