@@ -203,7 +203,7 @@ def hand_off_runs(layout: Layout, args: argparse.Namespace, log=print) -> None:
         log("handoff: no unfinished run under " + str(layout.root))
     for name in todo:
         written = RunWorker(layout, ctx, name, log).hand_off()
-        carried = "".join(f", {n} {w} bench clips" for w, n in written.bench_records.items()) if written else ""
+        carried = "".join(f", {n} {w} bench records" for w, n in written.bench_records.items()) if written else ""
         log(f"handoff: {name} " + (f"at step {written.step} of {stored.total_steps}{carried}" if written else
                                     "has nothing newer than its handoff (or no checkpoint at a stage boundary)"))
 

@@ -46,7 +46,7 @@ BENCH_FILES = ("settings.json", "records.jsonl")  # what mvs2v_toy.bench resumes
 class Handoff:
     """A committed handoff of one run: its folder, the global step of its weights, the training seconds spent
     on the run before it (on earlier machines), the steps of every handoff the run went through, and the
-    records (clips) it carries of each unfinished bench (a handoff of the finished model only)."""
+    bench records (one per scored clip) it carries of each unfinished bench (a handoff of the finished model only)."""
 
     folder: Path
     run: str

@@ -165,7 +165,8 @@ class RunWorker:
                 "train_seconds": self.train_seconds(),
                 "final_train_loss": final_loss(self.part.train)}
         if handoff is not None:
-            how = ("the finished model, handed off before its benches were done" if handoff.step == self.s.total_steps else
+            how = ("the finished model, handed off before its benches were done"
+                   if handoff.step == self.s.total_steps else
                    "from the bf16 export of the run at that step, with a fresh optimizer")
             base["continued_from"] = {"step": handoff.step, "handoffs": list(handoff.chain),
                                       "train_seconds_before": handoff.train_seconds,
@@ -227,8 +228,8 @@ class RunWorker:
         """Start the ``world`` bench from the clips the run's handoff carries, if it carries more than are here."""
         handoff = self.part.handoff
         if handoff is not None and restore_bench(handoff, world, self.run.bench(world), model, self.log):
-            self.log(f"{self.name}: its {world} bench goes on from the {handoff.bench_records[world]} clips handed off "
-                     "with the model")
+            self.log(f"{self.name}: its {world} bench goes on from the {handoff.bench_records[world]} records "
+                     "handed off with the model")
 
     def unfinished_benches(self) -> dict[str, Path]:
         """The bench folders, by world, of benches begun here and not yet in the result file (clips a handoff

@@ -248,7 +248,7 @@ def test_a_run_handed_off_through_the_repository_continues_on_a_new_machine(tmp_
     partial = _bench_first_scene(tmp_path / "fourth", tmp_path, results2, "w2")
     capsys.readouterr()
     assert ta.main(["handoff", "--out", str(tmp_path / "fourth"), "--results", str(results2)]) == 0
-    assert f"at step 6 of 6, {partial} w2 bench clips" in capsys.readouterr().out
+    assert f"at step 6 of 6, {partial} w2 bench records" in capsys.readouterr().out
     meta = json.loads((handoff2 / "handoff.json").read_text())
     assert meta["bench_records"] == {"w2": partial} and meta["chain"] == [6]
     assert "bench/w2/records.jsonl" in meta["sha256"]
@@ -262,7 +262,7 @@ def test_a_run_handed_off_through_the_repository_continues_on_a_new_machine(tmp_
     assert ta.main(_handoff_argv(tmp_path / "fifth", tmp_path, results2)) == 0
     fifth = tmp_path / "fifth" / "runs" / "base-s0"
     assert not list(fifth.glob("train*/**/trainer_state.json"))  # not trained
-    assert f"its w2 bench goes on from the {partial} clips" in (fifth / "worker.log").read_text()
+    assert f"its w2 bench goes on from the {partial} records" in (fifth / "worker.log").read_text()
     text = (fifth / "bench" / "w2" / "records.jsonl").read_text()
     assert text.startswith((tmp_path / "fourth" / "runs" / "base-s0" / "bench" / "w2" / "records.jsonl").read_text())
     records = [json.loads(line) for line in text.splitlines()]
