@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from ._core import bootstrap_ci, paired_bootstrap_ci, ratio_bootstrap_ci
+from .causal import MIN_VISIBLE_ACCURACY
 from .bench_score import PROBE_METRICS, SUBJECT_METRICS, VIDEO_METRICS
 
 __all__ = ["METRIC_LABELS", "PAIRED", "aggregate", "markdown_table", "check_bar", "format_bar"]
@@ -53,7 +54,8 @@ def aggregate(values: Mapping[tuple[str, int, int], Mapping[str, Any]], rows: Se
         table[row] = {m: bootstrap_ci(list(scene_means[row][m].values()), n_boot=n_boot) for m in ALL_METRICS}
         # A ratio of means: per-scene ratios explode on scenes whose frame-0 accuracy is near 0.
         table[row]["hidden_face_normalised"] = ratio_bootstrap_ci(
-            scene_means[row]["hidden_face_accuracy"], scene_means[row]["hidden_face_visible"], n_boot=n_boot)
+            scene_means[row]["hidden_face_accuracy"], scene_means[row]["hidden_face_visible"], n_boot=n_boot,
+            min_denominator=MIN_VISIBLE_ACCURACY)
     paired: dict[str, dict[str, Any]] = {}
     for a, b in PAIRED:
         if a in rows and b in rows:

@@ -200,13 +200,19 @@ def causal_crosstalk(gen_a: Any, gen_b: Any, truth_a: ToyTruth, truth_b: ToyTrut
             "pixels_target": int(target_sel.sum()), "faces": faces}
 
 
+# Below this frame-0 accuracy the model does not draw the object at all (a scene's 6-11 colours put
+# chance at 0.09-0.17), and hidden / visible would divide noise by noise: normalised is None there.
+MIN_VISIBLE_ACCURACY = 0.2
+
+
 def hidden_face_accuracy(gen: Any, truth: ToyTruth, index: int | None = None) -> dict[str, Any]:
     """Accuracy on revealed hidden faces, normalised by accuracy on the hued faces frame 0 shows.
 
     ``value``: fraction of true pixels (frames ``t >= 1``) of the revealed hidden faces
     (:func:`~mvs2v_toy.counterfactual.revealed_hidden_faces`) painted in that face's colour;
     ``visible``: the same on every pixel (all frames) of the hued faces visible in frame 0;
-    ``normalised = value / visible``. Over object ``index``, or all objects when None.
+    ``normalised = value / visible`` (None when ``visible < MIN_VISIBLE_ACCURACY``). Over object
+    ``index``, or all objects when None.
 
     Returns:
         ``{"value", "visible", "normalised", "pixels", "visible_pixels", "per_object"}`` (None where
@@ -240,5 +246,5 @@ def _accuracies(counts: np.ndarray) -> dict[str, Any]:
     hits, n, vis_hits, vis_n = (int(c) for c in counts)
     value = hits / n if n else None
     visible = vis_hits / vis_n if vis_n else None
-    normalised = value / visible if value is not None and visible else None
+    normalised = value / visible if value is not None and visible and visible >= MIN_VISIBLE_ACCURACY else None
     return {"value": value, "visible": visible, "normalised": normalised, "pixels": n, "visible_pixels": vis_n}

@@ -17,6 +17,8 @@ from typing import Any
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.evaluation.stats import bootstrap_ci, paired_bootstrap_ci, ratio_bootstrap_ci
 
+from mvs2v_toy.causal import MIN_VISIBLE_ACCURACY
+
 from .arms import AblationSettings
 from .results import DONE
 
@@ -66,21 +68,35 @@ def scene_values(runs: Records, world: str, row: str, metric: str, seeds: Sequen
     return {i: sum(v) / len(v) for i, v in sums.items()}
 
 
+def _normalised(runs: Records, world: str, row: str, seeds: Sequence[int] | None) -> dict[str, Any]:
+    """Hidden / frame-0 face accuracy as the bench reports it: a ratio of scene means, not a mean of
+    per-scene ratios, and None where frame 0 is painted below the toy's floor."""
+    return ratio_bootstrap_ci(scene_values(runs, world, row, "hidden_face_accuracy", seeds),
+                              scene_values(runs, world, row, "hidden_face_visible", seeds),
+                              min_denominator=MIN_VISIBLE_ACCURACY)
+
+
+def _seed_mean(r: dict[str, Any], world: str, row: str, metric: str) -> float | None:
+    if metric == "hidden_face_normalised":  # recomputed: benches before the floor stored the raw ratio
+        return _normalised([r], world, row, None)["mean"]
+    b = _bench_row(r, world, row)
+    return b[metric]["mean"] if b and metric in b else None
+
+
 def cell(runs: Records, world: str, row: str, metric: str) -> dict[str, Any] | None:
     """``{mean, min, max, lo, hi, seeds, scenes}`` for one arm, row and metric; None when no run has it."""
-    per_seed = [(r["seed"], _bench_row(r, world, row)) for r in runs]
-    means = [(sd, b[metric]["mean"]) for sd, b in per_seed if b and metric in b and b[metric]["mean"] is not None]
+    means = [(r["seed"], _seed_mean(r, world, row, metric)) for r in runs]
+    means = [(sd, m) for sd, m in means if m is not None]
     if not means:
         return None
     values = [m for _, m in means]
     seeds = [sd for sd, _ in means]
-    if metric == "hidden_face_normalised":  # a ratio of means, as the bench reports it (not a mean of ratios)
-        ci = ratio_bootstrap_ci(scene_values(runs, world, row, "hidden_face_accuracy", seeds),
-                                scene_values(runs, world, row, "hidden_face_visible", seeds))
+    if metric == "hidden_face_normalised":
+        ci = _normalised(runs, world, row, seeds)
     else:
         ci = bootstrap_ci(list(scene_values(runs, world, row, metric, seeds).values()))
     return {"mean": sum(values) / len(values), "min": min(values), "max": max(values), "lo": ci["lo"],
-            "hi": ci["hi"], "seeds": [sd for sd, _ in means], "scenes": ci["n"]}
+            "hi": ci["hi"], "seeds": seeds, "scenes": ci["n"]}
 
 
 def paired(runs_a: Records, runs_b: Records, world: str, row_a: str, row_b: str, metric: str

@@ -117,13 +117,13 @@ def paired_bootstrap_ci(a: Sequence[Any] | Mapping[Any, Any], b: Sequence[Any] |
 
 
 def ratio_bootstrap_ci(numerator: Mapping[Any, Any], denominator: Mapping[Any, Any], n_boot: int = 2000,
-                       level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+                       level: float = 0.95, seed: int = 0, min_denominator: float = 0.0) -> dict[str, Any]:
     """``mean(numerator) / mean(denominator)`` over the items present in both, with a bootstrap interval
     that resamples items (the numerator and denominator of an item stay together).
 
     A ratio of means, not a mean of per-item ratios: an item whose denominator is near 0 (a scene
     where the model paints frame 0 wrong) would otherwise dominate. ``None`` when the denominator's
-    mean is 0.
+    mean is 0 or under ``min_denominator``: a ratio of two near-zero means is noise.
     """
     _check_settings(n_boot, level)
     keys = [k for k in numerator if k in denominator and not _is_missing(numerator[k])
@@ -131,7 +131,7 @@ def ratio_bootstrap_ci(numerator: Mapping[Any, Any], denominator: Mapping[Any, A
     num = np.array([float(numerator[k]) for k in keys])
     den = np.array([float(denominator[k]) for k in keys])
     n = len(keys)
-    if n == 0 or den.mean() == 0.0:
+    if n == 0 or den.mean() <= 0.0 or den.mean() < float(min_denominator):
         return {"mean": None, "lo": None, "hi": None, "n": n}
     ratio = float(num.mean() / den.mean())
     if n < 2:

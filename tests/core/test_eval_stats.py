@@ -100,3 +100,6 @@ def test_ratio_of_means_is_not_a_mean_of_ratios():
     assert spike["mean"] == pytest.approx(0.51 / 1.0001)  # the mean of ratios would be 50.25
     assert ratio_bootstrap_ci({0: 1.0}, {0: 0.0})["mean"] is None
     assert ratio_bootstrap_ci({0: 1.0, 1: None}, {0: 2.0, 1: 1.0}) == {"mean": 0.5, "lo": 0.5, "hi": 0.5, "n": 1}
+    # under min_denominator the ratio is undefined, not a large number
+    assert ratio_bootstrap_ci({0: 0.04, 1: 0.02}, {0: 0.01, 1: 0.03}, min_denominator=0.2)["mean"] is None
+    assert ratio_bootstrap_ci({0: 0.04, 1: 0.02}, {0: 0.2, 1: 0.2}, min_denominator=0.2)["mean"] == pytest.approx(0.15)

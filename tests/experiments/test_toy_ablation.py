@@ -547,6 +547,9 @@ def test_the_normalised_hidden_face_accuracy_is_a_ratio_of_means():
     r["bench"]["w1"]["rows"]["multi"]["hidden_face_normalised"] = {"mean": ratio, "lo": 0, "hi": 1, "n": 20}
     c = cell([r], "w1", "multi", "hidden_face_normalised")
     assert c["lo"] <= ratio <= c["hi"] < 1.0 and c["scenes"] == 20  # a mean of per-scene ratios would be 5.76
+    # a row that does not draw frame 0 (no references): no ratio at all, whatever the bench stored
+    rows["hidden_face_accuracy"], rows["hidden_face_visible"] = [0.01] * 20, [0.002] * 20
+    assert cell([r], "w1", "multi", "hidden_face_normalised") is None
 
 
 def test_compare_pairs_benches_scene_by_scene(tmp_path, capsys):

@@ -133,6 +133,16 @@ def test_hidden_face_accuracy_on_truth_and_on_a_frozen_first_frame(w1_pairs, w2_
     assert frozen["per_object"][0]["hidden_faces"] == revealed_hidden_faces(truth, 0)
 
 
+def test_normalised_hidden_face_accuracy_is_undefined_where_frame_0_is_not_drawn() -> None:
+    from mvs2v_toy.causal import MIN_VISIBLE_ACCURACY, _accuracies
+
+    # hidden 4/10, visible 5/100: below the floor 4 / 0.05 = 8 would be noise divided by noise
+    low = _accuracies(np.array([4, 10, 5, 100]))
+    assert low["value"] == 0.4 and low["visible"] == 0.05 < MIN_VISIBLE_ACCURACY and low["normalised"] is None
+    at_floor = _accuracies(np.array([4, 10, 20, 100]))
+    assert at_floor["normalised"] == pytest.approx(0.4 / 0.2)
+
+
 # ---- the crosstalk fix -------------------------------------------------------------------------------
 
 
