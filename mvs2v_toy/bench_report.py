@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from ._core import bootstrap_ci, paired_bootstrap_ci, ratio_bootstrap_ci
-from .causal import MIN_VISIBLE_ACCURACY
 from .bench_score import PROBE_METRICS, SUBJECT_METRICS, VIDEO_METRICS
+from .causal import MIN_VISIBLE_ACCURACY
 
 __all__ = ["METRIC_LABELS", "PAIRED", "aggregate", "markdown_table", "check_bar", "format_bar"]
 
