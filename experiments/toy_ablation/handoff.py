@@ -101,9 +101,9 @@ def load_handoff(folder: Path, s: AblationSettings) -> Handoff:
                    {str(w): int(n) for w, n in (meta.get("bench_records") or {}).items()})
 
 
-def carried_bench(handoff: Handoff, world: str) -> Path:
-    """Where ``handoff`` keeps the clips of its unfinished ``world`` bench (the folder may not exist)."""
-    return handoff.folder / BENCH_FOLDER / world
+def carried_bench(folder: Path, world: str) -> Path:
+    """Where the handoff ``folder`` keeps the records of its unfinished ``world`` bench (may not exist)."""
+    return folder / BENCH_FOLDER / world
 
 
 def count_records(bench: Path) -> int:
@@ -145,11 +145,12 @@ def write_handoff(model: Path, results: Path, name: str, step: int, s: AblationS
         carried = {}
         for world, bench in (benches or {}).items():
             if all((bench / file).is_file() for file in BENCH_FILES):
-                (staging / BENCH_FOLDER / world).mkdir(parents=True)
+                kept = carried_bench(staging, world)
+                kept.mkdir(parents=True)
                 for file in BENCH_FILES:  # the bench replaces its records atomically: a copy is never torn
-                    shutil.copy2(bench / file, staging / BENCH_FOLDER / world / file)
-                    files.append(f"{BENCH_FOLDER}/{world}/{file}")
-                carried[world] = count_records(staging / BENCH_FOLDER / world)
+                    shutil.copy2(bench / file, kept / file)
+                    files.append((kept / file).relative_to(staging).as_posix())
+                carried[world] = count_records(kept)
         chain = earlier.chain if earlier else ()
         write_json(staging / HANDOFF_FILE, {
             "run": name, "step": step, "chain": [*chain, step] if chain[-1:] != (step,) else list(chain),
@@ -167,7 +168,7 @@ def restore_bench(handoff: Handoff, world: str, dest: Path, model: Path, log: Ca
     carried = handoff.bench_records.get(world, 0)
     if carried <= count_records(dest):
         return 0
-    src = carried_bench(handoff, world)
+    src = carried_bench(handoff.folder, world)
     if read_json(src / BENCH_FILES[0]).get("model_sha256") != model_digest(model):  # never expected: same bytes
         log(f"{handoff.run}: the {world} clips in {src} are of other model files than {model}; that bench "
             "starts again")
