@@ -4,11 +4,15 @@ Layout of ``--out``::
 
     videos/<model>/<case>.mp4        the generated video (lossless mp4)
     results/<model>/<case>.json      its metrics, skip reasons, settings and timings
+    failures/<model>/<case>.txt      the traceback of a (model, case) that failed (removed once it succeeds)
     leaderboard.csv / .md, plots/<metric>.png
 
 A result file is written atomically once its video is scored, so an interrupted run leaves whole
 results only; a rerun skips every (model, case) whose result file exists *and* was made from the
-same case and model (``fingerprint``), and redoes the others.
+same case and model (``fingerprint``), and redoes the others. A (model, case) that fails (an
+out-of-memory, a ComfyUI job that errors) does not stop the run: the others go on, and the run
+ends with one error naming the failed ones (no leaderboard from an incomplete table), so a rerun
+retries only those.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any, Callable
 from ..errors import MVS2VError
 from .cases import BenchCase
 
-__all__ = ["RESULT_FORMAT", "EvalOptions", "run_bench", "result_path", "score_video"]
+__all__ = ["RESULT_FORMAT", "EvalOptions", "run_bench", "failure_path", "result_path", "score_video"]
 
 RESULT_FORMAT = "mvs2v-bench-result"
 
@@ -39,6 +43,10 @@ class EvalOptions:
 
 def result_path(out: Path, model: str, case: BenchCase) -> Path:
     return out / "results" / model / f"{case.id}.json"
+
+
+def failure_path(out: Path, model: str, case: BenchCase) -> Path:
+    return out / "failures" / model / f"{case.id}.txt"
 
 
 def score_video(video: Path, case: BenchCase, options: EvalOptions) -> tuple[dict[str, Any], dict[str, str]]:
@@ -97,13 +105,37 @@ def run_one(backend: Any, model: str, case: BenchCase, out: Path, options: EvalO
     return record
 
 
+def _failed(out: Path, model: str, case: BenchCase, exc: Exception) -> str:
+    """Store the traceback of a failed (model, case); returns its one-line reason."""
+    import traceback
+
+    from ..utils import atomic_write
+
+    with atomic_write(failure_path(out, model, case)) as tmp:
+        tmp.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    if isinstance(exc, MVS2VError):
+        return str(exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
+
+
+def _stop_on_failures(failed: list[str], total: int, out: Path) -> None:
+    if failed:
+        shown = "; ".join(failed[:3]) + (f"; and {len(failed) - 3} more" if len(failed) > 3 else "")
+        raise MVS2VError(f"mvs2v bench: {len(failed)} of {total} runs failed ({shown}); tracebacks in "
+                         f"{out / 'failures'}; the finished runs are kept, so the same command retries only the "
+                         "failed ones (no leaderboard written)")
+
+
 def run_bench(backends: list[Any], cases: list[BenchCase], out: Path, options: EvalOptions,
               log: Callable[[str], None] = print) -> dict[str, dict[str, dict[str, Any]]]:
     """Every (model, case) result, model by model (one model's weights loaded at a time), cached ones reused.
 
-    Returns ``{model: {case id: result record}}``.
+    Returns ``{model: {case id: result record}}``. Raises MVS2VError naming the (model, case) pairs that
+    failed, after running all the others.
     """
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    failed: list[str] = []
     total = len(backends) * len(cases)
     done = 0
     for backend in backends:
@@ -116,11 +148,18 @@ def run_bench(backends: list[Any], cases: list[BenchCase], out: Path, options: E
             if record is not None:
                 log(f"[{done}/{total}] {model} / {case.id}: cached")
             else:
-                record = run_one(backend, model, case, out, options)
+                try:
+                    record = run_one(backend, model, case, out, options)
+                except Exception as exc:  # one failing pair must not cost the rest of a long run
+                    failed.append(f"{model} / {case.id}: {_failed(out, model, case, exc)}")
+                    log(f"[{done}/{total}] {failed[-1]}")
+                    continue
+                failure_path(out, model, case).unlink(missing_ok=True)
                 ran = ", ".join(f"{n} {v['value']:.4g}" for n, v in record["metrics"].items()
                                 if isinstance(v.get("value"), (int, float)))
                 log(f"[{done}/{total}] {model} / {case.id}: {record['seconds']['generate']:.1f} s; {ran or 'no metric ran'}")
             results[model][case.id] = record
+    _stop_on_failures(failed, total, out)
     if not any(r["metrics"] for per_case in results.values() for r in per_case.values()):
         reasons = next(iter(next(iter(results.values())).values()))["skipped"]
         raise MVS2VError("mvs2v bench: no metric ran on any video (" + "; ".join(reasons.values()) + "); give the "

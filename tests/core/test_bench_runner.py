@@ -85,6 +85,33 @@ def test_interrupted_run_resumes_with_only_the_rest(tmp_path, monkeypatch, capsy
     assert len(done) == 4
 
 
+def test_a_failing_case_does_not_stop_the_others_and_a_rerun_retries_only_it(tmp_path, monkeypatch, capsys):
+    real_run_one = runner.run_one
+
+    def fail_on_scene1(*args, **kwargs):
+        if args[2].id == "w1_scene1":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\n(deep torch detail)")
+        return real_run_one(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_one", fail_on_scene1)
+    assert bench(tmp_path, "--model", f"toy={TOY}") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "1 of 4 runs failed (toy / w1_scene1: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB)" in err
+    assert "retries only the failed ones" in err
+    results = sorted(p.name for p in (tmp_path / "results" / "toy").iterdir())
+    assert results == ["w1_scene0.json", "w1_scene2.json", "w1_scene3.json"]  # the ones after it ran too
+    failure = tmp_path / "failures" / "toy" / "w1_scene1.txt"
+    assert "Traceback" in failure.read_text() and "fail_on_scene1" in failure.read_text()
+    assert not (tmp_path / "leaderboard.csv").exists()
+
+    done = []
+    monkeypatch.setattr(runner, "run_one", lambda *a, **k: done.append(a[2].id) or real_run_one(*a, **k))
+    assert bench(tmp_path, "--model", f"toy={TOY}") == 0
+    assert done == ["w1_scene1"]
+    assert not failure.exists() and (tmp_path / "leaderboard.csv").is_file()
+
+
 def _case(**over) -> dict:
     case = {"id": "c1", "prompt": "a cube turns", "seed": 1,
             "subjects": [{"name": "cube", "kind": "object", "views": [{"image": "front.png", "view": "front"}]}]}
