@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads, split between the jobs")
     p.add_argument("--samples", type=int, default=d.samples, help=f"W12 dataset size (default {d.samples})")
     p.add_argument("--data-seed", type=int, default=d.data_seed, help=f"dataset seed (default {d.data_seed})")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"fine-tune steps per run on W12 (default {d.steps})")
-    p.add_argument("--curriculum-steps", type=int, default=d.curriculum_steps,
+    p.add_argument("--steps", type=int, help=f"fine-tune steps per run on W12 (default {d.steps})")
+    p.add_argument("--curriculum-steps", type=int,
                    help=f"steps on the calibration world {d.curriculum_world} first (default {d.curriculum_steps}; "
                         "0: none)")
     p.add_argument("--curriculum-samples", type=int, default=d.curriculum_samples,
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graded", default="", metavar="WORLD,...",
                    help="graded curriculum: after the calibration world, these worlds in turn (e.g. w0s,w0sd), "
                         "each trained together with the worlds before it (default: none)")
-    p.add_argument("--graded-steps", type=int, default=0, help="steps per graded world (with --graded)")
+    p.add_argument("--graded-steps", type=int, help=f"steps per graded world (with --graded; default {d.graded_steps})")
     p.add_argument("--keep-mix", action="store_true",
                    help="with --graded: the main stage keeps the curriculum worlds in the mix")
     p.add_argument("--schedule", default="", metavar="WORLD+WORLD:STEPS,...",
@@ -124,13 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _step_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
-    """The step counts: the schedule's legs, or the curriculum and main steps (never both)."""
+STEP_OPTIONS = ("steps", "curriculum_steps", "graded_steps", "keep_mix")
+
+
+def _step_settings(args: argparse.Namespace) -> dict:
+    """The step counts: the schedule's legs, or the curriculum and main steps (never both; the step
+    options default to None so that one given with its default value is still seen)."""
     if not args.schedule:
-        return {"steps": args.steps, "curriculum_steps": args.curriculum_steps, "graded_steps": args.graded_steps,
-                "keep_mix": args.keep_mix}
-    given = [f"--{k.replace('_', '-')}" for k in ("steps", "curriculum_steps", "graded_steps", "keep_mix")
-             if getattr(args, k) != parser.get_default(k)]
+        d = AblationSettings()
+        return {k: getattr(d, k) if getattr(args, k) is None else getattr(args, k) for k in STEP_OPTIONS}
+    given = [f"--{k.replace('_', '-')}" for k in STEP_OPTIONS if getattr(args, k) not in (None, False)]
     if given:
         raise MVS2VError(f"--schedule replaces {', '.join(given)}: leave them out")
     return {"steps": 0, "curriculum_steps": 0, "graded_steps": 0, "keep_mix": False,
@@ -139,7 +142,7 @@ def _step_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 def _settings(args: argparse.Namespace) -> AblationSettings:
     return AblationSettings(samples=args.samples, data_seed=args.data_seed,
-                            **_step_settings(args, build_parser()), curriculum_samples=args.curriculum_samples,
+                            **_step_settings(args), curriculum_samples=args.curriculum_samples,
                             graded_worlds=tuple(w for w in args.graded.split(",") if w), slot_anchor=args.slot_anchor,
                             bench_scenes=args.scenes, bench_seeds=tuple(parse_seeds(args.sampling_seeds,
                                                                                     "--sampling-seeds")),

@@ -385,12 +385,16 @@ def test_a_schedule_of_legs_on_an_anchored_base(tmp_path):
     assert ta.AblationSettings.from_json(json.loads(json.dumps(s.to_json()))) == s
     assert not {"schedule", "slot_anchor"} & set(ta.AblationSettings().to_json())
     assert "--schedule" not in results.settings_argv(ta.AblationSettings())
+    assert cli._settings(cli.build_parser().parse_args(["--out", "x"])) == ta.AblationSettings()
     info = curriculum_info(s)
     assert info["schedule"][1] == {"worlds": "W0+W0S+W0SD+W12", "steps": 2086}
     assert info["dataset_seeds"] == {"w0": 21, "w0s": 22, "w0sd": 23, "w12": 11}
     for bad, message in ((["--schedule", "w0:0"], "STEPS >= 1"), (["--schedule", "w0"], "WORLD\\+WORLD:STEPS"),
                          (["--schedule", "w0s:10"], "w0s has no dataset"),
                          (["--schedule", "w0:10", "--steps", "5"], "--schedule replaces --steps"),
+                         # given with its default value, still a contradiction
+                         (["--schedule", "w0:10", "--steps", "3000", "--keep-mix"],
+                          "--schedule replaces --steps, --keep-mix"),
                          (["--slot-anchor", "frontal", "--schedule", "w0:10,w9:5"], "w9 has no dataset")):
         with pytest.raises(MVS2VError, match=message):
             cli._settings(cli.build_parser().parse_args(["--out", "x", *bad]))
