@@ -3,6 +3,8 @@
 A result file is rewritten (atomically) after every stage of its run: settings, steps done, training
 seconds, the bench summary per world (with intervals and per-scene values), the curve. ``status`` is
 ``training``, ``scoring`` or ``done``; the runner skips a run whose file says ``done`` with the same settings.
+A run's worker and the ``handoff`` command (another process) both update its file, so every
+read-modify-write holds the run's :func:`result_lock`.
 """
 
 from __future__ import annotations
@@ -78,12 +80,23 @@ def is_done(results: Path, name: str, s: AblationSettings) -> bool:
     return found is not None and found.get("status") == DONE
 
 
+def result_lock(results: Path, name: str) -> Any:
+    """The inter-process lock of ``name``'s result file (``results/.locks/<name>.lock``, git-ignored); re-entrant
+    within a thread, so a caller may hold it around several updates."""
+    from filelock import FileLock
+
+    folder = results / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(folder / f"{name}.lock", is_singleton=True)
+
+
 def update_result(results: Path, name: str, base: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """Merge ``changes`` into the stored (or ``base``) record and write it atomically; returns it."""
-    record = read_result(results, name) or dict(base)
-    record.update(base)
-    record.update(changes)
-    write_json(result_path(results, name), record)
+    with result_lock(results, name):
+        record = read_result(results, name) or dict(base)
+        record.update(base)
+        record.update(changes)
+        write_json(result_path(results, name), record)
     return record
 
 

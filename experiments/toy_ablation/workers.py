@@ -19,7 +19,7 @@ from .files import Layout, load_train_config, read_json, repo_path, write_json, 
 from .handoff import (HANDOFF_FILE, Handoff, continuation_config, copy_handoff, count_records, handoff_folder,
                       load_handoff, read_handoff, restore_bench, restore_model, stage_ends, write_handoff)
 from .models import export_model, is_exported
-from .results import DONE, is_done, read_result, run_command, update_result
+from .results import DONE, is_done, read_result, result_lock, run_command, update_result
 from .scoring import bench_world, curve_point
 
 
@@ -218,11 +218,12 @@ class RunWorker:
         curve = [p for p in self.curve() if p["step"] != self.s.total_steps]
         curve.append(curve_point(self.s.total_steps, bench["w1"], self.arm.own_row))
         write_json(self.run.curve, curve)
-        self.record(bench=bench, curve=curve, status=DONE)
-        done_with = handoff_folder(self.results, self.name)
-        if done_with.is_dir():  # consumed: the git history keeps it
-            shutil.rmtree(done_with)
-            self.log(f"{self.name}: done; its handoff folder {done_with} is no longer needed and was removed")
+        with result_lock(self.results, self.name):  # a `handoff` running now sees both changes or neither
+            self.record(bench=bench, curve=curve, status=DONE)
+            done_with = handoff_folder(self.results, self.name)
+            if done_with.is_dir():  # consumed: the git history keeps it
+                shutil.rmtree(done_with)
+                self.log(f"{self.name}: done; its handoff folder {done_with} is no longer needed and was removed")
 
     def _restore_bench(self, world: str, model: Path) -> None:
         """Start the ``world`` bench from the clips the run's handoff carries, if it carries more than are here."""
@@ -250,21 +251,21 @@ class RunWorker:
         step = max(steps, default=None)
         if step is None:
             return None
-        benches = self.unfinished_benches() if step == total else {}
-        committed = read_handoff(self.results, self.name, self.s)
-        newer = committed is None or step > committed.step or any(  # fewer clips here: not restored yet
-            count_records(b) > committed.bench_records.get(w, 0) for w, b in benches.items())
-        if not newer:
-            return None
-        model = self.export(step, self.run.model if step == total else self.run.step_model(step))
-        folder = write_handoff(model, self.results, self.name, step, self.s, self.train_seconds() or 0.0,
-                               part.handoff, benches)
-        if is_done(self.results, self.name, self.s):  # it finished meanwhile, and removed its handoff
-            shutil.rmtree(folder, ignore_errors=True)
-            return None
-        written = load_handoff(folder, self.s)
-        self.record(handoff={"step": step, "folder": str(folder.relative_to(self.results)),
-                             "bench_records": dict(written.bench_records)})
+        with result_lock(self.results, self.name):  # the worker may finish meanwhile (see finish)
+            if is_done(self.results, self.name, self.s):
+                return None
+            benches = self.unfinished_benches() if step == total else {}
+            committed = read_handoff(self.results, self.name, self.s)
+            newer = committed is None or step > committed.step or any(  # fewer clips here: not restored yet
+                count_records(b) > committed.bench_records.get(w, 0) for w, b in benches.items())
+            if not newer:
+                return None
+            model = self.export(step, self.run.model if step == total else self.run.step_model(step))
+            folder = write_handoff(model, self.results, self.name, step, self.s, self.train_seconds() or 0.0,
+                                   part.handoff, benches)
+            written = load_handoff(folder, self.s)
+            self.record(handoff={"step": step, "folder": str(folder.relative_to(self.results)),
+                                 "bench_records": dict(written.bench_records)})
         return written
 
     def __call__(self) -> None:

@@ -581,3 +581,26 @@ def test_compare_pairs_benches_scene_by_scene(tmp_path, capsys):
     assert paired_differences(a, b, 2, [0, 1])["reference_use"]["n"] == 2  # only the first scenes
     assert compare_main([str(a), str(tmp_path / "none"), "--scenes", "4"]) == 2
     assert "has no records.jsonl" in capsys.readouterr().err
+
+
+def test_a_result_update_waits_while_another_holds_the_runs_lock(tmp_path):
+    """A worker and the `handoff` command update one result file: one waits while the other reads and writes."""
+    import threading
+
+    from experiments.toy_ablation.results import read_result, result_lock, update_result
+
+    update_result(tmp_path, "base-s0", {"run": "base-s0"}, status="training")
+    finished = threading.Event()
+
+    def worker():
+        update_result(tmp_path, "base-s0", {"run": "base-s0"}, status="done")
+        finished.set()
+
+    other = threading.Thread(target=worker)
+    with result_lock(tmp_path, "base-s0"):
+        update_result(tmp_path, "base-s0", {"run": "base-s0"}, handoff={"step": 8})  # re-entrant for its holder
+        other.start()
+        assert not finished.wait(0.5)
+        assert read_result(tmp_path, "base-s0")["status"] == "training"
+    other.join(30)
+    assert read_result(tmp_path, "base-s0") == {"run": "base-s0", "status": "done", "handoff": {"step": 8}}
