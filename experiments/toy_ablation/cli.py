@@ -19,7 +19,7 @@ from .files import DEFAULT_INIT, DEFAULT_RESULTS, MODULE, Layout, read_json, rep
 from .handoff import read_handoff
 from .report import write_report
 from .results import is_done
-from .run import fill_caches, prepare_runs, run_pool, todo_runs
+from .run import fill_caches, prepare_runs, resolve_device, run_pool, todo_runs
 from .workers import RunWorker, WorkerContext
 
 PROG = f"python -m {MODULE}"
@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-every", type=int, default=0, help="also score every N-th step's checkpoint into the "
                    "curve (W1, --curve-scenes scenes; a multiple of 200; 0: only the finished run)")
     p.add_argument("--bench-batch", type=int, default=16, help="videos per batched sampling run of the bench")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the runs train and bench (auto: CUDA when torch sees a GPU, else the CPU; a run's "
+                        "numbers then differ slightly from a CPU run of the same seed, and its result file says "
+                        "which it was)")
     p.add_argument("--report-only", action="store_true", help="same as the `report` command")
     p.add_argument("--bundle", metavar="DEST", help="copy a finished run as the demo model into DEST (no training)")
     p.add_argument("--bundle-run", metavar="ARM-sSEED", default="base-s0", help="the run to bundle (base-s0)")
@@ -156,7 +160,9 @@ def _context(args: argparse.Namespace, s: AblationSettings) -> WorkerContext:
                          "(the checkpoint interval)")
     if args.jobs < 1 or args.threads < 1 or args.bench_batch < 1:
         raise MVS2VError("--jobs, --threads and --bench-batch must be at least 1")
-    return WorkerContext(args.out, args.init, args.results, args.score_every, args.bench_batch, args.data or "")
+    device = args.device if args.worker else resolve_device(args.device)  # a worker gets the resolved one
+    return WorkerContext(args.out, args.init, args.results, args.score_every, args.bench_batch, args.data or "",
+                         device)
 
 
 def _dispatch(args: argparse.Namespace) -> None:

@@ -11,6 +11,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from mvs2v_core.errors import MVS2VError
+
 from .arms import ARMS, AblationSettings, run_name
 from .data import write_init_adapter
 from .files import MODULE, REPO_ROOT, Layout, load_train_config, write_train_config
@@ -19,19 +21,32 @@ from .results import is_done
 from .workers import WorkerContext
 
 
+def resolve_device(name: str) -> str:
+    """``--device`` as the workers get it: ``cuda`` or ``cpu`` (``auto``: CUDA when torch sees a GPU)."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MVS2VError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU here; use --device cpu (or auto), "
+                         "or install a CUDA build of torch")
+    return name
+
+
 def worker_argv(layout: Layout, ctx: WorkerContext, name: str) -> list[str]:
     data = ["--data", str(layout.dataset)] if layout.dataset is not None else []
     return [sys.executable, "-m", MODULE, "--out", str(layout.root), *data, "--init", ctx.init,
             "--results", ctx.results, "--score-every", str(ctx.score_every), "--bench-batch", str(ctx.bench_batch),
-            "--worker", name]
+            "--device", ctx.device, "--worker", name]
 
 
-def spawn(argv: list[str], threads: int, log_path: Path) -> subprocess.Popen:
-    """A worker with ``threads`` CPU threads, its output appended to ``log_path``."""
+def spawn(argv: list[str], threads: int, log_path: Path, device: str = "cpu") -> subprocess.Popen:
+    """A worker with ``threads`` CPU threads, its output appended to ``log_path``. On ``cpu`` it sees no GPU, so
+    the trainer (accelerate takes a GPU whenever it sees one) stays on the CPU too."""
     python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                MVS2V_ABLATION_THREADS=str(threads), PYTHONPATH=python_path,
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", **({"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {}))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as logf:
         return subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env)
@@ -93,7 +108,7 @@ def run_pool(layout: Layout, ctx: WorkerContext, names: Sequence[str], jobs: int
                 name = queue.pop(0)
                 log(f"run {name}: started ({len(names) - len(queue)}/{len(names)}, {per_job} threads); "
                     f"log in {layout.run(name).log}")
-                proc = spawn(worker_argv(layout, ctx, name), per_job, layout.run(name).log)
+                proc = spawn(worker_argv(layout, ctx, name), per_job, layout.run(name).log, ctx.device)
                 running.append((name, proc, time.perf_counter()))
             time.sleep(1.0)
             for item in list(running):

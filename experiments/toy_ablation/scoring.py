@@ -50,12 +50,13 @@ def per_scene_values(bench_dir: Path, rows: Sequence[str], scenes: int, seeds: S
 
 
 def bench_world(model: Path, out: Path, world: str, scenes: int, seeds: Sequence[int], rows: Sequence[str],
-                s: AblationSettings, batch: int, log=print) -> dict[str, Any]:
-    """Run (or resume: the bench skips finished clips) the bench of ``model`` on ``world``; its condensed summary."""
+                s: AblationSettings, batch: int, device: str = "cpu", log=print) -> dict[str, Any]:
+    """Run (or resume: the bench skips finished clips) the bench of ``model`` on ``world`` (on ``device``); its
+    condensed summary."""
     from mvs2v_toy.bench import run_toy_bench
 
     res = run_toy_bench(model, out, world=world, scenes=scenes, seeds=tuple(seeds), eval_seed=s.eval_seed,
-                        rows=tuple(rows), batch=batch, steps=s.sample_steps, log=log)
+                        rows=tuple(rows), batch=batch, steps=s.sample_steps, device=device, log=log)
     return condense(res, out, world, scenes, seeds, rows)
 
 

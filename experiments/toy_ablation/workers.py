@@ -34,6 +34,7 @@ class WorkerContext:
     score_every: int = 0
     bench_batch: int = 16
     data: str = ""
+    device: str = "cpu"  # where the worker trains and benches ("cpu" or "cuda"; see run.resolve_device)
 
     def command(self, s: AblationSettings, arm: str, seed: int) -> str:
         return run_command(self.out, self.init, self.results, s, arm, [seed], self.score_every, self.data)
@@ -198,7 +199,7 @@ class RunWorker:
             return
         model = self.export(step, self.run.step_model(step))
         summary = bench_world(model, self.run.curve_bench(step), "w1", self.s.curve_scenes, self.s.bench_seeds[:1],
-                              (self.arm.own_row,), self.s, self.ctx.bench_batch)
+                              (self.arm.own_row,), self.s, self.ctx.bench_batch, self.ctx.device)
         curve = sorted([*curve, curve_point(step, summary, self.arm.own_row)], key=lambda p: p["step"])
         write_json(self.run.curve, curve)
         self.record(curve=curve)
@@ -206,14 +207,14 @@ class RunWorker:
     def finish(self) -> None:
         """Export the finished run, bench it on its worlds, add the final curve point, mark it done."""
         model = self.export(self.s.total_steps, self.run.model)
-        record = self.record(status="scoring")
+        record = self.record(status="scoring", device=self.ctx.device)
         bench = dict(record.get("bench") or {})
         for world in self.arm.worlds():
             if world not in bench:
                 self._restore_bench(world, model)
                 bench[world] = bench_world(model, self.run.bench(world), world, self.s.bench_scenes,
                                            self.s.bench_seeds, self.arm.bench_rows(world), self.s,
-                                           self.ctx.bench_batch)
+                                           self.ctx.bench_batch, self.ctx.device)
                 self.record(bench=bench)
         curve = [p for p in self.curve() if p["step"] != self.s.total_steps]
         curve.append(curve_point(self.s.total_steps, bench["w1"], self.arm.own_row))
@@ -272,7 +273,7 @@ class RunWorker:
         start = self.part.offset
         for end in segment_ends(self.s.total_steps, self.ctx.score_every, self.boundaries(), start):
             train_until(self.part, self.run.state, self.name, end, self.log)
-            self.record(status="training")
+            self.record(status="training", device=self.ctx.device)
             if end < self.s.total_steps and self.ctx.score_every and end % self.ctx.score_every == 0:
                 self.score_checkpoint(end)
         self.finish()

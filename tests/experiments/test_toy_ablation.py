@@ -71,6 +71,7 @@ def test_tiny_ablation_end_to_end_resumes_reruns_nothing_and_bundles(tmp_path, m
         assert r["settings"]["init_sha256"] == init_hashes(tmp_path / "init")
         assert [p["step"] for p in r["curve"]] == [2, 4, 6]  # checkpoints along the way, and the final bench
         assert "--arms" in r["command"] and r["command"].startswith("python -m experiments.toy_ablation")
+        assert r["device"] == "cpu", name  # --device auto on a machine without a GPU
     base, single = runs["base-s0"], runs["single-s0"]
     assert set(base["bench"]) == {"w1", "w2"} and set(single["bench"]) == {"w1"}
     w1 = base["bench"]["w1"]["rows"]
@@ -604,3 +605,25 @@ def test_a_result_update_waits_while_another_holds_the_runs_lock(tmp_path):
         assert read_result(tmp_path, "base-s0")["status"] == "training"
     other.join(30)
     assert read_result(tmp_path, "base-s0") == {"run": "base-s0", "status": "done", "handoff": {"step": 8}}
+
+
+def test_device_auto_takes_a_gpu_when_torch_sees_one_and_cpu_hides_it_from_the_workers(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run_module.resolve_device("auto") == "cpu" and run_module.resolve_device("cpu") == "cpu"
+    with pytest.raises(MVS2VError, match="--device cuda: torch .* sees no CUDA GPU here; use --device cpu"):
+        run_module.resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert run_module.resolve_device("auto") == "cuda" and run_module.resolve_device("cpu") == "cpu"
+
+    ctx = WorkerContext("out", "init", "results", device="cuda")
+    argv = run_module.worker_argv(Layout(tmp_path), ctx, "base-s0")
+    assert argv[argv.index("--device") + 1] == "cuda" and argv[-2:] == ["--worker", "base-s0"]
+    show = [sys.executable, "-c", "import os; print(repr(os.environ.get('CUDA_VISIBLE_DEVICES')))"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    for device, seen in (("cpu", "''"), ("cuda", "'0'")):
+        proc = run_module.spawn(show, 1, tmp_path / f"{device}.log", device)
+        assert proc.wait(60) == 0
+        assert (tmp_path / f"{device}.log").read_text().strip() == seen
