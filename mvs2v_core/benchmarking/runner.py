@@ -83,11 +83,15 @@ def _cached(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     return record
 
 
-def _write_json(path: Path, record: dict[str, Any]) -> None:
+def _write_text(path: Path, text: str) -> None:
     from ..utils import atomic_write
 
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    _write_text(path, json.dumps(record, indent=1, allow_nan=False) + "\n")
 
 
 def run_one(backend: Any, model: str, case: BenchCase, out: Path, options: EvalOptions) -> dict[str, Any]:
@@ -109,10 +113,7 @@ def _failed(out: Path, model: str, case: BenchCase, exc: Exception) -> str:
     """Store the traceback of a failed (model, case); returns its one-line reason."""
     import traceback
 
-    from ..utils import atomic_write
-
-    with atomic_write(failure_path(out, model, case)) as tmp:
-        tmp.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    _write_text(failure_path(out, model, case), "".join(traceback.format_exception(exc)))
     if isinstance(exc, MVS2VError):
         return str(exc)
     first = (str(exc).strip().splitlines() or [""])[0]
