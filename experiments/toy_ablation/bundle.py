@@ -14,7 +14,7 @@ from mvs2v_toy.bench_report import METRIC_LABELS
 from .arms import parse_run_name
 from .files import ENCODER_FOLDERS, Layout, read_json, write_json, write_text
 from .models import is_exported
-from .report import W1_METRICS, W2_METRICS, fmt_cell
+from .report import W1_METRICS, W2_METRICS, fmt_cell, fmt_diff
 from .results import read_result
 
 HEADLINE = {"w1": (("reference_use", "reference use"), ("slot_binding", "slot binding"),
@@ -46,12 +46,16 @@ def readme(info: dict[str, Any], record: dict[str, Any]) -> str:
         if not summary:
             continue
         lines += ["", f"{world.upper()}: {summary['scenes']} held-out scenes x sampling seeds "
-                  f"{','.join(map(str, summary['seeds']))}; cells: mean [95% bootstrap interval over scenes]", "",
+                  f"{','.join(map(str, summary['seeds']))}; cells: mean [95% bootstrap interval over scenes]; "
+                  f"scored with `{summary['command']}`", "",
                   "| row | " + " | ".join(label for _, label in metrics) + " |", "|---|" + "---|" * len(metrics)]
         for row, cis in summary["rows"].items():
             cells = [fmt_cell({**cis[m], "seeds": [0]}, m) if m in cis and cis[m]["mean"] is not None else "n/a"
                      for m, _ in metrics]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        for pair, diffs in (summary.get("paired") or {}).items():  # the bar compares rows scene by scene
+            lines.append(f"\nPaired over scenes, {pair.replace('-', ' - ')}: " + "; ".join(
+                f"{METRIC_LABELS.get(m, m)} {fmt_diff(ci, m)}" for m, ci in diffs.items()))
     if not (record.get("bench") or {}).get("w2"):
         lines += ["", "W2: not scored yet (this run's W2 bench had not finished when it was bundled)."]
     data, init = info["dataset"], ", ".join(f"{k} {v}" for k, v in info["init_sha256"].items())
@@ -66,7 +70,7 @@ seed {data['seed']}; `docs/toy_world.md`) as run `{info['run']}` of the ablation
 Files: `dit.safetensors` (bf16, original Wan key layout), `adapter.safetensors` (proxy tokens / MFI and the
 reference settings), `codec/`, `text_encoder/`, `vision_encoder/` (the toy codec and encoders), `model.json`.
 
-Trained and scored with:
+Trained with (each table below names the command that scored it):
 
 ```
 {record['command']}
@@ -122,9 +126,16 @@ def bundle(layout: Layout, results: Path, run: str, dest: Path, log=print) -> Pa
 
 
 def bundle_folders(model: Path, benches: list[Path], command: str, dest: Path, log=print) -> Path:
-    """Bundle a model folder trained by hand (a config under ``results/manual_runs``): its ``mvs2v toy-bench``
-    folders give the numbers (one per world, W1 required) and ``command`` says how it was trained."""
+    """Bundle an exported model folder with the numbers of its ``mvs2v toy-bench`` folders (one per world, W1
+    required): a model trained by hand (a config under ``results/manual_runs``), or a runner's model benched
+    again with more rows. ``command`` says how it was trained; empty: the model's own ``training_command``
+    (a runner's export records it)."""
     from .scoring import condense_folder
+
+    if is_exported(model) and not command:
+        command = read_json(model / "model.json").get("training_command", "")
+        if not command:
+            raise MVS2VError(f"{model / 'model.json'} does not say how the model was trained: give --bundle-command")
 
     summaries = {}
     for folder in benches:

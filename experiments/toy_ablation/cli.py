@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle-bench", metavar="DIR", action="append", default=[],
                    help="with --bundle-model: a finished mvs2v toy-bench folder of it (W1 required, W2 optional)")
     p.add_argument("--bundle-command", metavar="TEXT", default="",
-                   help="with --bundle-model: how the model was trained (written into model.json and the README)")
+                   help="with --bundle-model: how the model was trained (written into model.json and the README; "
+                        "default: the training command the model folder records, as a runner's export does)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
 

@@ -125,6 +125,11 @@ def test_tiny_ablation_end_to_end_resumes_reruns_nothing_and_bundles(tmp_path, m
     assert hand["bench"]["w1"]["rows"] == info["bench"]["w1"]["rows"] and hand["metrics"] == info["metrics"]
     assert ta.main(["--bundle", str(by_hand), "--bundle-model", str(run_dir / "model"), "--bundle-bench",
                     str(tmp_path)]) == 2  # not a bench folder: one line, nothing copied
+    # A runner's model benched again (more rows): the command defaults to the one its export records.
+    rebenched = tmp_path / "rebenched"
+    assert ta.main(["--bundle", str(rebenched), "--bundle-model", str(run_dir / "model"), "--bundle-bench",
+                    str(run_dir / "bench" / "w1")]) == 0
+    assert demo_model_info(rebenched)["training_command"] == info["training_command"]
 
 
 @pytest.mark.slow

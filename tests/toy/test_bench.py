@@ -173,3 +173,21 @@ def test_bar_lines_pass_and_fail():
     assert failed == ["hidden-face accuracy >= single + 0.4 (multi, single)"]
     failed = [text for text, ok, _ in check_bar(_summary(copy__psnr=21.0)) if not ok]
     assert failed == ["beats the copy-of-frame-0 baseline on PSNR (multi, copy)"]
+    failed = [text for text, ok, _ in check_bar(_summary(multi__hidden_face_visible=0.85)) if not ok]
+    assert failed == ["frame-0 face accuracy not below single-view's (multi, single; means, no paired difference)"]
+
+
+def test_bar_reads_no_worse_from_the_paired_interval_when_there_is_one():
+    """Frame-0 accuracy 1 point below single-view: not shown worse while the paired interval reaches 0, failed
+    once the interval lies below 0; the means alone (no paired numbers) would fail both."""
+    def frame0(lo: float, hi: float) -> tuple[bool | None, str]:
+        summary = _summary(multi__hidden_face_visible=0.89)
+        summary["paired"] = {"multi-single": {"hidden_face_visible": {"mean": -0.01, "lo": lo, "hi": hi, "n": 64}}}
+        [(text, ok, numbers)] = [x for x in check_bar(summary) if x[0].startswith("frame-0")]
+        assert "paired" in text
+        return ok, numbers
+
+    assert frame0(-0.025, 0.004) == (True, "0.890, 0.900, -0.010, -0.025, 0.004")
+    assert frame0(-0.039, -0.002) == (False, "0.890, 0.900, -0.010, -0.039, -0.002")
+    assert not dict((t, ok) for t, ok, _ in check_bar(_summary(multi__hidden_face_visible=0.89)))[
+        "frame-0 face accuracy not below single-view's (multi, single; means, no paired difference)"]
