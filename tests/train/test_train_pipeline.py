@@ -260,9 +260,18 @@ def test_two_processes_stay_in_sync_and_match_one_process(world):
     state = json.loads((ddp_dir / "checkpoints/step_00000006/trainer_state.json").read_text())
     assert state["world_size"] == 2 and state["global_batch"] == 2
     a, b = trainable_of(ddp_dir, 6), trainable_of(single.output_dir, 6)
-    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-4  # same global batch, same samples: only float summation order differs
+    # Same global batch, same samples: only the float summation order differs. AdamW divides each gradient
+    # element by its own running magnitude, so an element whose gradient is nearly 0 can move by up to lr
+    # (1e-3) on summation noise alone (measured: one LoRA B element of 11264 by 2.7e-4, the rest by <= 6e-5).
+    # So: the LoRA B matrices (0 at the start, so their value is the whole update) must agree as a whole,
+    # and almost every element must agree closely. Other samples or a wrong gradient differ by far more.
     lora_b = [k for k in a if k.endswith("lora_B.default.weight")]
-    assert max(a[k].abs().max().item() for k in lora_b) > 1e-3  # and the weights did train
+    diff = torch.cat([(a[k] - b[k]).flatten() for k in lora_b])
+    update = torch.cat([b[k].flatten() for k in lora_b])
+    assert update.abs().max().item() > 1e-3  # the weights did train
+    assert diff.norm().item() <= 1e-2 * update.norm().item(), (diff.norm().item(), update.norm().item())
+    assert (diff.abs() > 1e-4).float().mean().item() <= 1e-3
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-3  # no element beyond one step of lr
     assert (ddp_dir / "adapter.safetensors").is_file()
 
 
