@@ -8,7 +8,7 @@ does. Intervals: :func:`~mvs2v_core.evaluation.stats.bootstrap_ci` (95%, percent
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ._core import bootstrap_ci, paired_bootstrap_ci, ratio_bootstrap_ci
 from .bench_score import PROBE_METRICS, SUBJECT_METRICS, VIDEO_METRICS
@@ -131,7 +131,8 @@ def check_bar(summary: Mapping[str, Any]) -> list[tuple[str, bool | None, str]]:
     return lines
 
 
-def _no_worse_line(summary: Mapping[str, Any], metric: str, what: str, line) -> tuple[str, bool | None, str]:
+def _no_worse_line(summary: Mapping[str, Any], metric: str, what: str,
+                   line: Callable[..., tuple[str, bool | None, str]]) -> tuple[str, bool | None, str]:
     """"multi no worse than single" on ``metric``: with the paired difference (same scenes and seeds), the data
     must not show multi worse (the 95% interval of multi - single reaches 0); without it, the means."""
     a, b = _mean_of(summary, "multi", metric), _mean_of(summary, "single", metric)
