@@ -240,3 +240,20 @@ def test_toy_demo_workflow_uses_the_bundled_models_settings(demo):
     info = demo.demo_model_info()
     sampler = next(n["inputs"] for n in shipped.values() if n["class_type"] == "MVS2VFlowSampler")
     assert {k: sampler[k] for k in info["sampler"]} == info["sampler"]
+
+
+def test_toy_bench_workflow_uses_the_bundled_models_settings(demo):
+    """benchmarks/cases/toy/toy_workflow_api.json (`mvs2v bench --workflow`, hand-written with placeholders)
+    applies the references and samples as the bundled model was trained: Apply MV-S2V's settings and the
+    sampler's (but the steps, a placeholder) are workflow (d)'s. A stale one fails every case in ComfyUI."""
+    def settings(workflow: dict, class_type: str) -> dict:
+        inputs = next(n["inputs"] for n in workflow.values() if n["class_type"] == class_type)
+        return {k: v for k, v in inputs.items() if not isinstance(v, list) and k not in ("seed", "steps")}
+
+    bench = json.loads((REPO / "benchmarks" / "cases" / "toy" / "toy_workflow_api.json").read_text())
+    shipped = json.loads((REPO / "workflows" / "d_toy_demo_api.json").read_text())
+    for class_type in ("MVS2VApply", "MVS2VFlowSampler"):
+        assert settings(bench, class_type) == settings(shipped, class_type), class_type
+    refs = settings(bench, "MVS2VReferenceSet")
+    adapter = demo.demo_model_info()["config"]
+    assert (refs["empty_slot_mode"], refs["slot_anchor"]) == (adapter["empty_slot_mode"], adapter["slot_anchor"])
