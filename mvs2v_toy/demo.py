@@ -206,8 +206,10 @@ def _print_story(truth: Any, probe: Any, info: dict[str, Any]) -> None:
               f"without the swap; {b['stay']:.0%} keep their own)")
     bench = info.get("bench", {}).get("w1")
     if bench:
+        digits = {"PSNR": 2}  # dB; the rest are fractions
         print("the bundled model on " + bench.get("scope", "the held-out W1 scenes") + ": " + "; ".join(
-            f"{name} {m['mean']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]" for name, m in bench["headline"].items()))
+            f"{name} {m['mean']:.{digits.get(name, 3)}f} [{m['lo']:.{digits.get(name, 3)}f}, "
+            f"{m['hi']:.{digits.get(name, 3)}f}]" for name, m in bench["headline"].items()))
 
 
 def run_demo(out: Path, seed: int = 0, steps: int | None = None, assets: Path = DEMO_ASSETS) -> dict[str, Any]:
