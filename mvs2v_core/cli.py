@@ -21,55 +21,15 @@ from pathlib import Path
 from typing import Sequence
 
 from .benchmarking.command import add_bench_parser
+from .cli_inputs import DTYPES, missing_image, parse_subject, parse_view, quiet_library_progress_bars
 from .errors import CheckpointError, MVS2VError
 from .evaluation.command import add_eval_parser
 from .models_hub.command import add_models_parser
-from .references.layout import is_view_label, parse_view_label
 from .references.settings import (EmptySlotMode, Placement, RefAttention, ReferenceSettings, RefTimestep, SchemeName,
                                  SlotAnchor, option_values)
 from .sampling import FUSE_METHODS, SOLVER_NAMES
 
-DTYPES = ("bf16", "fp16", "fp32")  # names resolve_device understands
 CLI_ENTRY_POINTS = "mvs2v.cli"
-
-
-def split_view(item: str) -> tuple[str, str | None]:
-    """``PATH[@LABEL]`` -> ``(path, label)``.
-
-    The text after the last ``@`` is the label only when it is one (``front``/``left``/``back``/
-    ``right`` or a finite yaw in degrees) or empty; otherwise that ``@`` is part of the file name, so
-    ``me@2x.png`` is a path and ``me@2x.png@left`` a path with a label. A trailing ``@`` (an empty
-    label) keeps a name that itself ends in ``@90`` whole: ``shot@90@``.
-    """
-    path, at, label = item.rpartition("@")
-    if at and (label.strip() == "" or is_view_label(label)):
-        return path.strip(), label.strip() or None
-    return item.strip(), None
-
-
-def parse_subject(text: str) -> tuple[str, list[str], list[str | None]]:
-    """``NAME=IMG[@LABEL][,IMG[@LABEL]...]`` -> (name, paths, labels); labels split as :func:`split_view`."""
-    if "=" not in text:
-        raise MVS2VError(
-            f"--subject {text!r} must look like NAME=IMG[,IMG...], e.g. --subject cat=front.png@front,side.png@left"
-        )
-    name, rest = text.split("=", 1)
-    name = name.strip()
-    if not name:
-        raise MVS2VError(f"--subject {text!r} has no name before '='")
-    views = [split_view(item) for item in rest.split(",") if item.strip()]
-    if not views:
-        raise MVS2VError(f"--subject {name} has no images after '='")
-    return name, [p for p, _ in views], [label for _, label in views]
-
-
-def parse_view(text: str) -> tuple[str, str, str | None]:
-    """``NAME=PATH[@LABEL]`` -> (name, path, label): one view, the whole rest a path (commas included)."""
-    name, eq, rest = text.partition("=")
-    path, label = split_view(rest)
-    if not eq or not name.strip() or not path:
-        raise MVS2VError(f"--view {text!r} must look like NAME=PATH[@LABEL], e.g. --view cat='front, 2.png@front'")
-    return name.strip(), path, label
 
 
 def _tagged(flag: str):
@@ -186,28 +146,6 @@ def reference_settings_from_args(args: argparse.Namespace, base: ReferenceSettin
     )
 
 
-def _quiet_library_progress_bars() -> None:
-    """transformers / diffusers draw their own loading bars; ours is the one that matters."""
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is only needed for the text encoder
-        pass
-
-
-def _missing_image(path: str, name: str) -> MVS2VError:
-    """The error for a reference image that does not exist, reading a mistyped label as one."""
-    head, at, label = path.rpartition("@")
-    if at and Path(head).is_file():
-        parse_view_label(label)  # the image exists without the suffix: say what is wrong with the label
-    hint = ""
-    if "@" in Path(path).name:
-        hint = (" (the text after its last '@' is not a view label, so it was read as part of the file name: "
-                "labels are front/left/back/right or degrees)")
-    return MVS2VError(f"reference image {path} of subject {name!r} does not exist{hint}")
-
-
 def subjects_from_args(args: argparse.Namespace) -> list:
     """``--subject`` / ``--view`` / ``--frontal`` as pipeline subjects; every image must exist.
 
@@ -234,7 +172,7 @@ def subjects_from_args(args: argparse.Namespace) -> list:
     for name, (paths, labels) in views.items():
         missing = next((pth for pth in paths if not Path(pth).is_file()), None)
         if missing is not None:
-            raise _missing_image(missing, name)
+            raise missing_image(missing, name)
         subjects.append(SubjectInput(name, paths, labels if any(labels) else None))
     names = list(views)
     for text in args.frontal:
@@ -321,7 +259,7 @@ def run_generate(args: argparse.Namespace) -> dict:
     if subjects:
         layout_for(subjects, references)
     settings = replace(settings, references=references)
-    _quiet_library_progress_bars()
+    quiet_library_progress_bars()
     pipe = MVS2VPipeline.from_files(replace(files, adapter=adapter), device=args.device, dtype=args.dtype)
     _print_context_windows(pipe, settings)
     bar, on_step = _sampling_bar(args.steps)

@@ -16,7 +16,7 @@ __all__ = ["add_bench_parser", "run_bench_command"]
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``mvs2v bench`` to the subparsers."""
-    from ..cli import DTYPES
+    from ..cli_inputs import DTYPES
     from ..evaluation.command import WEIGHT_FLAGS
 
     p = sub.add_parser("bench", help="benchmark models or schemes side by side on a case file: generate, score, "

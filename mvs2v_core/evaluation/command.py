@@ -211,7 +211,7 @@ class RealEvalRequest:
 
 
 def _subjects(items: list[str]) -> tuple[list[str], list[list[str]], list[list[str | None]]]:
-    from ..cli import _missing_image, parse_subject
+    from ..cli_inputs import missing_image, parse_subject
 
     names, images, labels = [], [], []
     for text in items:
@@ -221,7 +221,7 @@ def _subjects(items: list[str]) -> tuple[list[str], list[list[str]], list[list[s
                              f"(list all its images in one --subject {name}=A.png,B.png)")
         missing = next((p for p in paths if not Path(p).is_file()), None)
         if missing is not None:
-            raise _missing_image(missing, name)
+            raise missing_image(missing, name)
         names.append(name), images.append(paths), labels.append(view_labels)
     return names, images, labels
 
@@ -520,10 +520,10 @@ def run_real_eval(args: argparse.Namespace) -> dict[str, Any]:
     from ..utils import atomic_write
     from .registry import compute_metrics
 
-    from ..cli import _quiet_library_progress_bars
+    from ..cli_inputs import quiet_library_progress_bars
 
     request = real_eval_request(args)
-    _quiet_library_progress_bars()  # transformers' loading bars would bury the table
+    quiet_library_progress_bars()  # transformers' loading bars would bury the table
     inputs = registry_inputs(request)
     results, skipped = compute_metrics(inputs, request.metrics)
     record = _record(request, inputs["video"], results, skipped)

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from mvs2v_core.references.settings import ReferenceSettings
 from mvs2v_core.adapter import Adapter, AdapterMetadata, save_adapter
-from mvs2v_core.cli import main, parse_subject
+from mvs2v_core.cli import main
+from mvs2v_core.cli_inputs import parse_subject
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.pipeline.video_io import read_video
 from mvs2v_toy.demo import TINY_DIT, make_demo_assets

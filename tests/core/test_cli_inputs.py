@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mvs2v_core.cli import build_parser, main, parse_subject, parse_view, split_view, subjects_from_args
+from mvs2v_core.cli import build_parser, main, subjects_from_args
+from mvs2v_core.cli_inputs import parse_subject, parse_view, split_view
 from mvs2v_core.errors import MVS2VError
 from mvs2v_core.model.config import WanConfig
 from mvs2v_core.pipeline import memory
