@@ -31,7 +31,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .registry import Metric, MetricNotApplicable, MetricWeights, missing_requirement
+from .metric import Metric, MetricNotApplicable, MetricWeights, missing_requirement
 
 __all__ = ["REAL_METRICS", "REAL_METRIC_NAMES", "DINO_WEIGHTS", "CLIP_WEIGHTS", "FACE_WEIGHTS", "AESTHETIC_WEIGHTS",
            "WEIGHT_SUBFOLDERS", "weights_from_root", "clear_caches", "FACE_CROP_SCALE"]

@@ -39,79 +39,17 @@ Nothing heavy is imported here (metrics import numpy / torch when they run), so 
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import MVS2VError
 from ..utils import call_entry_points
+from .metric import METRIC_KINDS, Metric, MetricNotApplicable, MetricWeights, missing_requirement
+from .real_metrics import REAL_METRICS
 
 __all__ = ["Metric", "MetricWeights", "MetricNotApplicable", "METRIC_KINDS", "ENTRY_POINT_GROUP", "register_metric",
            "get_metric", "available_metrics", "missing_requirement", "compute_metrics", "format_metric_table"]
 
 ENTRY_POINT_GROUP = "mvs2v.metrics"
-METRIC_KINDS = ("video", "probe")
-
-
-class MetricNotApplicable(Exception):
-    """Raised by a metric's ``compute`` when these inputs give it nothing to measure (it is then skipped)."""
-
-
-@dataclass(frozen=True)
-class MetricWeights:
-    """Model weights a metric needs.
-
-    Attributes:
-        description: what they are (``"a DINOv2 or CLIP transformers folder"``).
-        option: the input holding their folder; a command line spells it as a flag
-            (``"face_model"`` -> ``--face-model``).
-        files: files the folder must hold (checked before the metric runs).
-    """
-
-    description: str
-    option: str
-    files: tuple[str, ...] = ()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.option.replace("_", "-")
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One registered metric.
-
-    Attributes:
-        name: unique name; also its key in results.
-        description: one line saying exactly what is measured (reports print it as the definition).
-        inputs: the input names it needs (see the module docstring).
-        compute: ``compute(inputs: Mapping[str, Any]) -> dict`` with at least ``"value"``.
-        optional_inputs: inputs it uses when present.
-        weights: model weights it needs, or None.
-        kind: ``"video"`` (one generated clip) or ``"probe"`` (several generations).
-        provider: the package that registered it.
-    """
-
-    name: str
-    description: str
-    inputs: frozenset[str]
-    compute: Callable[[Mapping[str, Any]], dict[str, Any]] = field(repr=False)
-    optional_inputs: frozenset[str] = frozenset()
-    weights: MetricWeights | None = None
-    kind: str = "video"
-    provider: str = "mvs2v_core"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "inputs", frozenset(self.inputs))
-        object.__setattr__(self, "optional_inputs", frozenset(self.optional_inputs))
-        if not self.name or not self.name.replace("_", "").isalnum():
-            raise MVS2VError(f"metric name {self.name!r} must be letters, digits and underscores")
-        if self.kind not in METRIC_KINDS:
-            raise MVS2VError(f"metric {self.name!r}: kind {self.kind!r} is not one of {', '.join(METRIC_KINDS)}")
-        if not callable(self.compute):
-            raise MVS2VError(f"metric {self.name!r}: compute must be callable")
-
 
 _METRICS: dict[str, Metric] = {}
 _entry_points_loaded = False
@@ -159,26 +97,6 @@ def get_metric(name: str) -> Metric:
         raise MVS2VError(f"metric {name!r} is not registered; registered metrics: {', '.join(metrics) or 'none'} "
                          "(mvs2v eval --list-metrics shows what each needs)")
     return metrics[name]
-
-
-def missing_requirement(metric: Metric, inputs: Mapping[str, Any]) -> str | None:
-    """Why ``metric`` cannot run on ``inputs`` (one line), or None when it can. A None input counts as missing."""
-    missing = sorted(k for k in metric.inputs if inputs.get(k) is None)
-    if missing:
-        return f"needs input {', '.join(missing)}"
-    w = metric.weights
-    if w is None:
-        return None
-    folder = inputs.get(w.option)
-    if folder is None:
-        return f"needs {w.description}: give its folder with {w.flag}"
-    path = Path(os.fspath(folder))
-    if not path.is_dir():
-        return f"needs {w.description}: {w.flag} {path} is not a folder"
-    absent = [f for f in w.files if not (path / f).is_file()]
-    if absent:
-        return f"needs {w.description}: {path} holds no {', '.join(absent)}"
-    return None
 
 
 def compute_metrics(inputs: Mapping[str, Any], names: Iterable[str] | None = None,
@@ -283,11 +201,9 @@ for _metric in _CORE_METRICS:
 
 
 def _register_real_metrics() -> None:
-    """Core's metrics of real videos (real_metrics.py, which imports this module), on the first look-up.
+    """Core's metrics of real videos (:mod:`.real_metrics`), on the first look-up.
 
     An explicit registration of the same name made before stays.
     """
-    from .real_metrics import REAL_METRICS
-
     for metric in REAL_METRICS:
         register_metric(metric, replace=False)
