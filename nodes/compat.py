@@ -87,7 +87,6 @@ from comfy.ldm.wan.model import WanModel, sinusoidal_embedding_1d
 
 from ..mvs2v_core.errors import MVS2VError
 from ..mvs2v_core.model.config import WanConfig
-from .patch import REFERENCE_KV_KEY, WINDOW_FRAMES_KEY, ReferenceKVCaches, shape_with_references
 
 CHECKED_COMFYUI_VERSIONS = ("0.3.64", "0.33.0")
 
@@ -198,19 +197,20 @@ def load_wan_state_dict(state_dict: dict[str, torch.Tensor], dtype: torch.dtype 
     return model
 
 
-def set_reference_wrapper(model_patcher: Any, wrapper: Callable, reference_frames: int = 0) -> Any:
+def set_reference_wrapper(model_patcher: Any, wrapper: Callable, plan: Callable | None = None) -> Any:
     """A clone of the MODEL with ``wrapper`` as its MV-S2V DIFFUSION_MODEL wrapper (replacing an older one).
 
-    With ``reference_frames`` (latent frames the wrapper appends to every call) it also gets a
-    PREPARE_SAMPLING wrapper, :class:`ReferencePlanning`, so ComfyUI's memory estimate counts them.
+    With ``plan`` (``plan(model_options, noise_shape, windows) -> noise shape``, the patch's
+    ``ReferenceInjection.sampling_plan``) it also gets a PREPARE_SAMPLING wrapper,
+    :class:`ReferencePlanning`, so ComfyUI's memory estimate and context windows know the references.
     """
     wrappers = comfy.patcher_extension.WrappersMP
     m = model_patcher.clone()
     m.remove_wrappers_with_key(wrappers.DIFFUSION_MODEL, WRAPPER_KEY)
     m.remove_wrappers_with_key(wrappers.PREPARE_SAMPLING, WRAPPER_KEY)
     m.add_wrapper_with_key(wrappers.DIFFUSION_MODEL, WRAPPER_KEY, wrapper)
-    if reference_frames > 0:
-        m.add_wrapper_with_key(wrappers.PREPARE_SAMPLING, WRAPPER_KEY, ReferencePlanning(reference_frames))
+    if plan is not None:
+        m.add_wrapper_with_key(wrappers.PREPARE_SAMPLING, WRAPPER_KEY, ReferencePlanning(plan))
     return m
 
 
@@ -228,31 +228,18 @@ def time_windows(model_options: dict) -> tuple[int, int] | None:
 class ReferencePlanning:
     """PREPARE_SAMPLING wrapper: ComfyUI plans memory and context windows knowing the references.
 
-    * the memory estimate ComfyUI loads / offloads the model by counts the ``reference_frames`` latent
-      frames every model call appends (see ``patch.shape_with_references``);
-    * under context windows over time, it writes the most latent frames one window call gets into
-      ``transformer_options[WINDOW_FRAMES_KEY]``, where the DIFFUSION_MODEL wrapper finds it on every
-      call and places the references after that many frames in every window;
-    * it puts a fresh :class:`~.patch.ReferenceKVCaches` into ``transformer_options[REFERENCE_KV_KEY]``:
-      cached reference keys/values live exactly as long as this sampling run (every step and guidance
-      pass sees the same object: ComfyUI copies the options' dicts per call, not the values in them).
+    It reads what ComfyUI's sampling options say about context windows over time (:func:`time_windows`)
+    and hands them, with the options and the noise shape, to ``plan`` (``patch.ReferenceInjection.
+    sampling_plan``), which prepares the run's ``transformer_options`` and returns the noise shape ComfyUI's
+    memory estimate should see; ComfyUI then goes on with that shape.
     """
 
-    def __init__(self, reference_frames: int) -> None:
-        self.reference_frames = int(reference_frames)
+    def __init__(self, plan: Callable[[Any, Any, tuple[int, int] | None], Any]) -> None:
+        self.plan = plan
 
     def __call__(self, executor: Any, model: Any, noise_shape: Any, conds: Any, *args: Any, **kwargs: Any) -> Any:
         model_options = kwargs.get("model_options", args[0] if args else None) or {}
-        windows = time_windows(model_options)
-        window_frames = None
-        if windows is not None and len(noise_shape) == 5:
-            # Written whether or not this video is long enough for windows: ComfyUI's own wrapper may
-            # already have cut noise_shape to one window. The patch uses it only in windowed calls.
-            window_frames = windows[0]
-            model_options.setdefault("transformer_options", {})[WINDOW_FRAMES_KEY] = windows[1]
-        if isinstance(model_options, dict):
-            model_options.setdefault("transformer_options", {})[REFERENCE_KV_KEY] = ReferenceKVCaches()
-        shape = shape_with_references(noise_shape, self.reference_frames, window_frames)
+        shape = self.plan(model_options, noise_shape, time_windows(model_options))
         return executor(model, shape, conds, *args, **kwargs)
 
 

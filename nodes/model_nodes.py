@@ -145,7 +145,7 @@ class ApplyMVS2V(io.ComfyNode):
             proxy = adapter.proxy_tokens
         latents = compat.process_latent_in(model, refs.latents.clone())
         injection = ReferenceInjection(latents, refs.layout, settings, proxy)
-        return io.NodeOutput(compat.set_reference_wrapper(model, injection, len(injection.kept)))
+        return io.NodeOutput(compat.set_reference_wrapper(model, injection, injection.sampling_plan))
 
 
 class MFIEncode(io.ComfyNode):

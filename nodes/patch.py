@@ -29,8 +29,8 @@ run by ComfyUI's modules (attention backends, weight casting, LoRA patches, offl
 Under ComfyUI's context windows each model call sees one window of the video (its positions start
 at 0, as ComfyUI's own Wan model gives them) and every reference slot; the references are placed
 as if the video had ``WINDOW_FRAMES_KEY`` frames (the most frames any window call gets, written
-into ``transformer_options`` by the PREPARE_SAMPLING wrapper in ``compat.py``), so every window
-sees them at the same positions. Without that key they follow the call's own video, as before.
+into ``transformer_options`` by :attr:`ReferenceInjection.sampling_plan`, which the PREPARE_SAMPLING
+wrapper in ``compat.py`` runs), so every window sees them at the same positions. Without that key they follow the call's own video, as before.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ class ReferenceKVCaches:
 
     One core :class:`ReferenceKVMemo` per (patch, diffusion model, rope options); inside it one cache per
     distinct reference batch (gates, batch size) and reference grid, so every step and guidance pass of
-    the run reuses it. ``compat.ReferencePlanning`` puts a fresh one into ``transformer_options`` per
-    sampling run, so the keys/values never outlive it (nor see weights a later run patched differently);
+    the run reuses it. ``ReferenceInjection.sampling_plan`` (run by ``compat.ReferencePlanning``) puts a
+    fresh one into ``transformer_options`` per sampling run, so the keys/values never outlive it (nor see weights a later run patched differently);
     a call made outside a sampler uses the patch's own.
     """
 
@@ -130,6 +130,34 @@ class ReferenceInjection:
         self._own_caches = ReferenceKVCaches()
         self.kv_computations = 0
         """How many times the cached mode computed reference keys/values (once per sampling run and batch)."""
+
+    @property
+    def sampling_plan(self) -> Any:
+        """The plan ComfyUI's PREPARE_SAMPLING wrapper (``compat.ReferencePlanning``) runs, or None when no slot
+        makes tokens (nothing to plan for)."""
+        return self._plan_sampling if self.kept else None
+
+    def _plan_sampling(self, model_options: Any, noise_shape: Any, windows: tuple[int, int] | None) -> list:
+        """Prepare one sampling run; return the noise shape ComfyUI's memory estimate should see.
+
+        * the estimate ComfyUI loads / offloads the model by counts the reference frames every model call
+          appends (:func:`shape_with_references`);
+        * under context windows over time (``windows``: ``compat.time_windows``), the most latent frames one
+          window call gets goes into ``transformer_options[WINDOW_FRAMES_KEY]``, where every call finds it
+          and places the references after that many frames in every window;
+        * a fresh :class:`ReferenceKVCaches` goes into ``transformer_options[REFERENCE_KV_KEY]``: cached
+          reference keys/values live exactly as long as this sampling run (every step and guidance pass
+          sees the same object: ComfyUI copies the options' dicts per call, not the values in them).
+        """
+        window_frames = None
+        if windows is not None and len(noise_shape) == 5:
+            # Written whether or not this video is long enough for windows: ComfyUI's own wrapper may
+            # already have cut noise_shape to one window. The patch uses it only in windowed calls.
+            window_frames = windows[0]
+            model_options.setdefault("transformer_options", {})[WINDOW_FRAMES_KEY] = windows[1]
+        if isinstance(model_options, dict):
+            model_options.setdefault("transformer_options", {})[REFERENCE_KV_KEY] = ReferenceKVCaches()
+        return shape_with_references(noise_shape, len(self.kept), window_frames)
 
     # ---- pieces --------------------------------------------------------------------------------
     def position_ids(self, plan: ReferenceTokenPlan, transformer_options: dict) -> torch.Tensor:

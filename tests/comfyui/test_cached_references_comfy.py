@@ -233,7 +233,7 @@ def _sampling(m: dict) -> dict:
     settings = m["settings"].ReferenceSettings(4, m["pos"].PositionScheme("ts", gap=8), "gray", "zero", "cached")
     injection = m["patch"].ReferenceInjection(torch.randn(1, 16, layout.num_slots, 8, 8, generator=gen), layout,
                                               settings, None)
-    model = m["compat"].set_reference_wrapper(m["native"], injection, len(injection.kept))
+    model = m["compat"].set_reference_wrapper(m["native"], injection, injection.sampling_plan)
     positive = m["compat"].with_reference_gate([[torch.randn(1, 512, 4096, generator=gen) * 0.5, {}]], 1.0)
     negative = m["compat"].without_references([[torch.randn(1, 512, 4096, generator=gen) * 0.5, {}]])
     latent = torch.zeros(1, 16, 2, 8, 8)
