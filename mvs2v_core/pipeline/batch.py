@@ -32,7 +32,7 @@ from ..errors import MVS2VError
 from ..references.layout import ReferenceLayout
 from ..references.settings import ReferenceSettings
 from ..sampling.sampler import make_noise, sample
-from .generate import (
+from .request import (
     EncodedConditioning,
     GenerationResult,
     GenerationSettings,
