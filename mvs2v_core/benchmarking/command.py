@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..cli_inputs import DTYPES
 from ..errors import MVS2VError
 
 __all__ = ["add_bench_parser", "run_bench_command"]
@@ -16,7 +17,6 @@ __all__ = ["add_bench_parser", "run_bench_command"]
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``mvs2v bench`` to the subparsers."""
-    from ..cli_inputs import DTYPES
     from ..evaluation.command import WEIGHT_FLAGS
 
     p = sub.add_parser("bench", help="benchmark models or schemes side by side on a case file: generate, score, "

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..cli_inputs import missing_image, parse_subject, quiet_library_progress_bars
 from ..errors import MVS2VError
 
 __all__ = ["EVAL_FORMAT", "EvalMode", "EvalModes", "add_eval_parser", "run_eval_command", "real_eval_request",
@@ -211,8 +212,6 @@ class RealEvalRequest:
 
 
 def _subjects(items: list[str]) -> tuple[list[str], list[list[str]], list[list[str | None]]]:
-    from ..cli_inputs import missing_image, parse_subject
-
     names, images, labels = [], [], []
     for text in items:
         name, paths, view_labels = parse_subject(text)
@@ -519,8 +518,6 @@ def run_real_eval(args: argparse.Namespace) -> dict[str, Any]:
     """
     from ..utils import atomic_write
     from .registry import compute_metrics
-
-    from ..cli_inputs import quiet_library_progress_bars
 
     request = real_eval_request(args)
     quiet_library_progress_bars()  # transformers' loading bars would bury the table
