@@ -30,7 +30,8 @@ Under ComfyUI's context windows each model call sees one window of the video (it
 at 0, as ComfyUI's own Wan model gives them) and every reference slot; the references are placed
 as if the video had ``WINDOW_FRAMES_KEY`` frames (the most frames any window call gets, written
 into ``transformer_options`` by :attr:`ReferenceInjection.sampling_plan`, which the PREPARE_SAMPLING
-wrapper in ``compat.py`` runs), so every window sees them at the same positions. Without that key they follow the call's own video, as before.
+wrapper in ``compat.py`` runs), so every window sees them at the same positions. Without that key
+they follow the call's own video, as before.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ class ReferenceKVCaches:
     One core :class:`ReferenceKVMemo` per (patch, diffusion model, rope options); inside it one cache per
     distinct reference batch (gates, batch size) and reference grid, so every step and guidance pass of
     the run reuses it. ``ReferenceInjection.sampling_plan`` (run by ``compat.ReferencePlanning``) puts a
-    fresh one into ``transformer_options`` per sampling run, so the keys/values never outlive it (nor see weights a later run patched differently);
-    a call made outside a sampler uses the patch's own.
+    fresh one into ``transformer_options`` per sampling run, so the keys/values never outlive it (nor
+    see weights a later run patched differently); a call made outside a sampler uses the patch's own.
     """
 
     def __init__(self) -> None:

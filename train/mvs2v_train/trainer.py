@@ -447,8 +447,9 @@ class _TrainingRun:
                 slot = m * world * B + self.rank * B + i
                 position = pos.step_in_stage * self.global_batch + slot
                 idx = sample_at(self.eligible[pos.index], cfg.train.seed, pos.index, position)
+                seed = derive_seed(cfg.train.seed, "sample", step, slot)
                 try:
-                    examples.append(self.data.example(idx, derive_seed(cfg.train.seed, "sample", step, slot), pos.stage))
+                    examples.append(self.data.example(idx, seed, pos.stage))
                 except MVS2VError as e:
                     local_skips += 1
                     sample = self.data.samples[idx]
