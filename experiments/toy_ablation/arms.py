@@ -18,11 +18,14 @@ class Arm:
     Attributes:
         name: the arm's name (``base``, ``single``, ``vanilla``...).
         group: the issue's item it answers (``a`` views, ``b`` schemes, ``c`` empty slots, ``d`` MFI,
-            ``e`` TS gap; ``f`` cached references, issue 12; ``g`` slots anchored on the start view).
+            ``e`` TS gap; ``f`` cached references, issue 12; ``g`` slots anchored on the start view;
+            ``h`` the reference alignment loss).
         change: one line for the table.
         scheme, gap, empty_slot_mode, ref_timestep, ref_attention, slot_anchor: the trainer's ``[references]``.
         views: ``dropout`` (multi-view with view dropout) or ``single`` (the start view only).
         mfi: trains the MFI projector on the toy vision encoder's features.
+        align: the weight of the trainer's reference alignment loss (``[align]``, RefAlign-style: the
+            reference tokens' hidden states aligned to the toy vision encoder's patch features); 0: off.
         w2: also scored on W2 (the position schemes' causal crosstalk).
     """
 
@@ -37,7 +40,13 @@ class Arm:
     slot_anchor: str = "canonical"
     views: str = "dropout"
     mfi: bool = False
+    align: float = 0.0
     w2: bool = False
+
+    @property
+    def vision(self) -> bool:
+        """Trains on the toy vision encoder's features (MFI or the alignment loss): the cache holds them."""
+        return self.mfi or self.align > 0
 
     @property
     def own_row(self) -> str:
@@ -57,7 +66,7 @@ class Arm:
     def training(self) -> tuple[Any, ...]:
         """What changes the trained model (not the name, the table line or the W2 scoring)."""
         return (self.scheme, self.gap, self.empty_slot_mode, self.ref_timestep, self.ref_attention,
-                self.slot_anchor, self.views, self.mfi)
+                self.slot_anchor, self.views, self.mfi, self.align)
 
     def worlds(self) -> tuple[str, ...]:
         """The benched worlds, in order: W2 first where scored, because the scheme comparison reads it and a
@@ -68,6 +77,8 @@ class Arm:
         d = asdict(self)
         if d["slot_anchor"] == "canonical":
             del d["slot_anchor"]  # result files written before the option existed still match
+        if not d["align"]:
+            del d["align"]
         return d
 
 
@@ -81,6 +92,9 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("gray", "c", "empty slots = mid-gray latent", empty_slot_mode="gray"),
     Arm("drop", "c", "empty slots dropped", empty_slot_mode="drop"),
     Arm("mfi", "d", "with MFI (frontal-view features of the toy vision encoder after the text)", mfi=True),
+    # Issue 11, item 3 (optional): RefAlign's training-only alignment loss, REPA's weight 0.5.
+    Arm("align", "h", "reference alignment loss 0.5 (block 1's reference tokens -> the toy vision encoder's "
+        "patch features)", align=0.5),
     *(Arm(f"gap{g}", "e", f"TS-RoPE gap {g} (base: 8)", gap=float(g)) for g in (1, 4, 16, 32)),
     # Issue 12: cached references need timestep 0, so "zero" separates the timestep from the attention mode.
     Arm("zero", "f", "reference tokens at timestep 0 (full attention)", ref_timestep="zero"),

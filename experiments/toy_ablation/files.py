@@ -68,8 +68,10 @@ class Layout:
         """The init model's adapter re-labelled with ``arm``'s reference settings (same proxy tokens)."""
         return self.root / "init" / f"{arm}.adapter.safetensors"
 
-    def cache(self, mfi: bool) -> Path:
-        return self.root / ("cache_mfi" if mfi else "cache")
+    def cache(self, vision: bool) -> Path:
+        """The feature cache; ``vision``: with the toy vision encoder's features (the folder name predates
+        the alignment loss, which uses them too)."""
+        return self.root / ("cache_mfi" if vision else "cache")
 
     def run(self, name: str) -> "RunLayout":
         return RunLayout(self.root / "runs" / name)

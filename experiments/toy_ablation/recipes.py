@@ -66,15 +66,17 @@ def train_config(layout: Layout, s: AblationSettings, arm: Arm, seed: int, init:
              "text_encoder": str(enc / "text_encoder")}
     if init_adapter is not None:
         model["init_adapter"] = str(init_adapter.resolve())
-    if arm.mfi:
+    if arm.vision:
         model["vision_encoder"] = str(enc / "vision_encoder")
+    # The toy DiT's width; the block is left to the trainer's default (a third of the depth: block 1 of 4).
+    align = {"align": {"weight": arm.align, "projector_dim": 256}} if arm.align > 0 else {}
     return {
         "model": model,
         "references": {"slots_per_subject": 4, "scheme": arm.scheme, "gap": arm.gap,
                        "empty_slot_mode": arm.empty_slot_mode, "ref_timestep": arm.ref_timestep,
                        "ref_attention": arm.ref_attention,
                        **({"slot_anchor": arm.slot_anchor} if arm.slot_anchor != "canonical" else {})},
-        "data": {"manifest": str(layout.manifest(s).resolve()), "cache_dir": str(layout.cache(arm.mfi).resolve()),
+        "data": {"manifest": str(layout.manifest(s).resolve()), "cache_dir": str(layout.cache(arm.vision).resolve()),
                  "resolutions": RESOLUTIONS, "frames": s.frames, "min_frames": s.frames,
                  "max_text_tokens": TEXT_TOKENS, "cache_shard_items": 256},
         # No pixel augmentation (it would change the colours the metrics read); no subject shuffling: a
@@ -90,5 +92,6 @@ def train_config(layout: Layout, s: AblationSettings, arm: Arm, seed: int, init:
         "logging": {"every_n_steps": 20, "tensorboard": False, "progress_bar": False},
         "validation": {"every_n_steps": 0},
         "stages": cycle_stages(s, arm),
+        **align,
     }
 

@@ -78,15 +78,15 @@ def prepare_runs(layout: Layout, s: AblationSettings, init: Path, names: Sequenc
 
 def fill_caches(layout: Layout, names: Sequence[str], log=print) -> None:
     """Fill the feature caches here, once and by one process, before workers read them: one for plain
-    references, one with vision-encoder features (MFI)."""
+    references, one with vision-encoder features (MFI, the alignment loss)."""
     from mvs2v_train.cache import run_cache
 
     first_of_kind: dict[bool, str] = {}
     for name in names:
-        first_of_kind.setdefault(ARMS[name.rpartition("-s")[0]].mfi, name)
-    for mfi, name in first_of_kind.items():
+        first_of_kind.setdefault(ARMS[name.rpartition("-s")[0]].vision, name)
+    for vision, name in first_of_kind.items():
         report = run_cache(load_train_config(layout.run(name).config), log=lambda m: None)
-        log(f"cache ({'with vision features' if mfi else 'references'}): {report.summary()}")
+        log(f"cache ({'with vision features' if vision else 'references'}): {report.summary()}")
 
 
 def todo_runs(results: Path, s: AblationSettings, arms: Sequence[str], seeds: Sequence[int]) -> list[str]:

@@ -59,6 +59,26 @@ def test_real_components_satisfy_the_protocols(tmp_path):
     assert not isinstance(text, LatentCodec) and not isinstance(vae, TextEncoderProtocol)
 
 
+def test_dinov2_loads_at_its_processors_crop_size_with_imagenet_statistics(tmp_path):
+    """DINOv2 (for the trainer's alignment loss) runs at the processor's crop, not the config's 518 px."""
+    import torch
+    from transformers import Dinov2Config, Dinov2Model
+
+    folder = tmp_path / "dino"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        Dinov2Model(Dinov2Config(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                 image_size=64, patch_size=8)).save_pretrained(str(folder), safe_serialization=True)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"crop_size": {"height": 32, "width": 32}, "do_center_crop": True, "image_mean": [0.485, 0.456, 0.406],
+         "image_std": [0.229, 0.224, 0.225]}))
+    vision = load_vision_encoder(folder)
+    assert isinstance(vision, VisionEncoderProtocol) and vision.width == 16 and vision.image_size == 32
+    feats = vision(torch.rand(2, 3, 48, 40) * 2 - 1)
+    assert feats.shape == (2, 1 + 4 * 4, 16) and torch.isfinite(feats).all()  # class token + 4 x 4 patches
+    assert vision.mean.flatten().tolist() == pytest.approx([0.485, 0.456, 0.406])
+
+
 def test_toy_components_satisfy_the_protocols():
     codec = ToyCodec()
     assert isinstance(codec, LatentCodec) and codec.lossless_output is True  # the toy metrics need exact colours

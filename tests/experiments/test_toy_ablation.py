@@ -317,6 +317,13 @@ def test_recipes_make_one_change_each(tmp_path):
     assert configs["cached"].references.settings() == ReferenceSettings(4, "ts", "proxy", "zero", "cached")
     assert configs["anchor"].references.settings() == ReferenceSettings(4, "ts", "proxy", slot_anchor="frontal")
     assert base.references.slot_anchor == "canonical" and "slot_anchor" not in ta.ARMS["base"].to_json()
+    # the alignment arm: the loss on, the toy vision encoder's features cached, no MFI; results written
+    # before the arm existed still match
+    align = configs["align"]
+    assert align.align.weight == 0.5 and align.model.vision_encoder and not align.trainable.mfi
+    assert align.data.cache_dir == configs["mfi"].data.cache_dir != base.data.cache_dir
+    assert not base.align.enabled and "align" not in ta.ARMS["base"].to_json()
+    assert align.fingerprint() != base.fingerprint()
     short = ta.AblationSettings(steps=700, curriculum_steps=0)
     assert [st["steps"] for st in ta.recipes.cycle_stages(short, ta.ARMS["base"])] == [600, 100]
     assert "filter" not in ta.recipes.cycle_stages(short, ta.ARMS["base"])[0]  # no curriculum: every row

@@ -155,7 +155,7 @@ def test_tiny_cpu_config_validates_fully():
     cfg = load_config(CONFIGS / "tiny_cpu.toml")
     assert cfg.references.settings() == ReferenceSettings(4, {"name": "jump"}, "proxy", "same")
     assert cfg.resolve(cfg.model.dit) == CONFIGS / "toy/models/tiny_dit.safetensors"
-    assert cfg.uses_mfi and cfg.trainable.mfi and cfg.total_steps == 16
+    assert cfg.trainable.mfi and not cfg.align.enabled and cfg.total_steps == 16
     subject = cfg.validation.prompts[0].subjects[0]
     assert subject.labels == ["front", "left"] and len(subject.images) == 2
     with pytest.raises(ValidationError, match="frozen"):
@@ -171,3 +171,22 @@ def test_cli_prints_every_problem_and_exits_2(tmp_path, capsys):
     assert err.startswith(f"error: 2 problems in {p}:") and "Traceback" not in err
     assert "\n  data.frame_start is 'mid'; use one of 'first' or 'center'\n" in err
     assert "\n  train.batch_size must be an integer in [1, 4096], got 0\n" in err
+
+
+def test_alignment_loss_rules_and_fingerprint():
+    aligned = {**MINIMAL, "model": {"dit": "dit.safetensors", "vision_encoder": "dino"}, "align": {"weight": 0.5}}
+    cfg = parse_config(aligned)
+    assert cfg.align.enabled and cfg.align.block is None and cfg.align.projector_dim == 2048
+    assert problems(MINIMAL, ([], "align", {"weight": 0.5})) == [
+        "align.weight > 0 but model.vision_encoder is empty: set it to the vision folder whose patch features the "
+        "reference tokens are aligned to (e.g. DINOv2, CLIP or SigLIP)"]
+    (line,) = problems(aligned, ([], "references", {"ref_attention": "cached", "ref_timestep": "zero"}))
+    assert line.startswith("align.weight > 0 with references.ref_attention = 'cached'")
+    # A vision encoder nothing uses is refused; the alignment loss alone is a use.
+    (line,) = problems(aligned, (["align"], "weight", 0.0))
+    assert line.startswith("model.vision_encoder is set but neither MFI")
+    # Runs started before [align] existed keep their fingerprint; a weight changes it, and so does the block.
+    off = parse_config({**MINIMAL, "align": {"weight": 0.0, "block": 3}})
+    assert off.fingerprint() == parse_config(MINIMAL).fingerprint()
+    block = parse_config({**aligned, "align": {"weight": 0.5, "block": 1}})
+    assert len({cfg.fingerprint(), block.fingerprint(), parse_config(MINIMAL).fingerprint()}) == 3

@@ -80,7 +80,8 @@ class ModelSection(_Table):
         dtype: storage dtype of the frozen base weights (trainable weights are always float32).
         vae: Wan VAE (diffusers folder or single .safetensors), used by ``cache`` and validation.
         text_encoder: umT5 folder, used by ``cache`` and validation.
-        vision_encoder: CLIP / SigLIP vision folder for MFI ("" when MFI is off).
+        vision_encoder: the vision folder (CLIP / SigLIP, or DINOv2 for the alignment loss) whose features MFI
+            and the ``[align]`` loss use ("" when neither is on).
         init_adapter: an exported mvs2v adapter to start from (proxy tokens, MFI, LoRA), or "".
     """
 
@@ -326,6 +327,33 @@ class TrainableSection(_Table):
         return value
 
 
+class AlignSection(_Table):
+    """``[align]``: a training-only loss that aligns the reference tokens' hidden states with a frozen
+    vision encoder's patch features (REPA's representation alignment, applied to the reference tokens as
+    RefAlign does).
+
+    The hidden states of every filled reference slot after DiT block ``block`` go through a small MLP
+    (trained, never exported) and are scored by ``1 - cos`` against the ``model.vision_encoder``
+    features of that slot's image, resized to the slot's token grid. The term added to each sample's loss
+    is ``weight`` times the mean over its filled slots' tokens. Empty slots, samples without references
+    and the reference-drop pass have no target.
+
+    Attributes:
+        weight: the loss weight; 0 turns the loss off (REPA used 0.5).
+        block: the DiT block whose output is aligned (0-based); left out: a third of the depth, as REPA
+            (block 8 of 28).
+        projector_dim: the MLP's hidden width (REPA: 2048).
+    """
+
+    weight: float = Field(0.0, ge=0.0, le=100.0)
+    block: int | None = Field(None, ge=0, le=1024)
+    projector_dim: int = Field(2048, ge=1, le=1 << 16)
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0
+
+
 class LoraSection(_Table):
     """``[lora]``: rank, alpha and the target nn.Linear modules (by name suffix, e.g. ``self_attn.q``)."""
 
@@ -492,6 +520,7 @@ class TrainConfig(_Table):
     timesteps: TimestepsSection = Field(default_factory=TimestepsSection)
     trainable: TrainableSection = Field(default_factory=TrainableSection, validate_default=True)
     lora: LoraSection = Field(default_factory=LoraSection)
+    align: AlignSection = Field(default_factory=AlignSection)
     stages: list[StageSection] = Field(default_factory=list)
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
@@ -511,7 +540,8 @@ class TrainConfig(_Table):
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
         """Rules that span tables; every broken one is reported (one line each)."""
-        problems = [*_required_problems(self), *_trainable_problems(self), *_anchor_problems(self)]
+        problems = [*_required_problems(self), *_trainable_problems(self), *_anchor_problems(self),
+                    *_align_problems(self)]
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -542,10 +572,6 @@ class TrainConfig(_Table):
     def cache_dir(self) -> Path:
         return self.resolve(self.data.cache_dir)
 
-    @property
-    def uses_mfi(self) -> bool:
-        return bool(self.trainable.mfi or self.model.vision_encoder)
-
     def to_dict(self) -> dict:
         """Every value as plain JSON types (enums as their strings)."""
         return self.model_dump(mode="json")
@@ -561,6 +587,8 @@ class TrainConfig(_Table):
             del d["references"]["ref_attention"]
         if d["references"].get("slot_anchor") == SlotAnchor.CANONICAL.value:
             del d["references"]["slot_anchor"]
+        if not self.align.enabled:
+            del d["align"]
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -594,6 +622,21 @@ def _anchor_problems(cfg: TrainConfig) -> list[str]:
     return problems
 
 
+def _align_problems(cfg: TrainConfig) -> list[str]:
+    """The alignment loss needs the encoder whose features it aligns to, and reference tokens that run
+    through the blocks with the video (cached references run apart, through ``forward_reference``)."""
+    if not cfg.align.enabled:
+        return []
+    problems = []
+    if not cfg.model.vision_encoder:
+        problems.append("align.weight > 0 but model.vision_encoder is empty: set it to the vision folder whose "
+                        "patch features the reference tokens are aligned to (e.g. DINOv2, CLIP or SigLIP)")
+    if cfg.references.ref_attention == RefAttention.CACHED:
+        problems.append("align.weight > 0 with references.ref_attention = 'cached': the alignment reads the "
+                        "reference tokens inside the video's blocks; use ref_attention = 'full' or align.weight = 0")
+    return problems
+
+
 def _trainable_problems(cfg: TrainConfig) -> list[str]:
     t, m, mode = cfg.trainable, cfg.model, cfg.references.empty_slot_mode
     problems = []
@@ -605,9 +648,10 @@ def _trainable_problems(cfg: TrainConfig) -> list[str]:
     if t.mfi and not m.vision_encoder:
         problems.append("trainable.mfi is true but model.vision_encoder is empty: MFI needs the CLIP / SigLIP "
                         "vision folder whose features it projects")
-    if m.vision_encoder and not t.mfi and not m.init_adapter:
-        problems.append("model.vision_encoder is set but trainable.mfi is false and there is no init_adapter "
-                        "with an MFI projector: set trainable.mfi = true, or remove model.vision_encoder")
+    if m.vision_encoder and not t.mfi and not m.init_adapter and not cfg.align.enabled:
+        problems.append("model.vision_encoder is set but neither MFI (trainable.mfi, or an init_adapter with an "
+                        "MFI projector) nor the alignment loss (align.weight > 0) uses it: set one of them, or "
+                        "remove model.vision_encoder")
     if mode == EmptySlotMode.PROXY and not t.proxy and not m.init_adapter:
         problems.append("references.empty_slot_mode is 'proxy' but trainable.proxy is false and there is no "
                         "init_adapter with proxy tokens: the empty slots would hold untrained random vectors. "
@@ -675,7 +719,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
 
 __all__ = [
     "ConfigError", "TrainConfig", "ModelSection", "ReferencesSection", "DataSection", "AugmentSection",
-    "TrainSection", "TimestepsSection", "TrainableSection", "LoraSection", "StageSection", "StageFilter",
+    "TrainSection", "TimestepsSection", "TrainableSection", "LoraSection", "AlignSection", "StageSection", "StageFilter",
     "CheckpointSection", "LoggingSection", "ValidationSection", "ValidationPrompt", "ValidationSubject",
     "load_config", "parse_config", "parse_override", "describe_error", "DEFAULT_LORA_TARGETS", "VIEW_POLICIES",
 ]

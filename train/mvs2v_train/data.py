@@ -40,6 +40,8 @@ class Example:
         context: ``[L, text_dim]`` (unpadded).
         ref_latents: ``[C, S, H, W]`` or None; layout: the slot layout or None.
         mfi: ``[n_subjects, tokens, vit_dim]`` or None.
+        align: the alignment loss's targets ``[S, tokens, vit_dim]`` (one per slot, zeros where empty) and
+            which slots have one ``[S]`` (bool), or None (``[align]`` off, or no references).
         views_kept: per subject, how many views are in the layout (for tests and logs).
         index: dataset index of the sample.
     """
@@ -54,13 +56,15 @@ class Example:
     mfi: torch.Tensor | None
     views_kept: list[int] = field(default_factory=list)
     index: int = -1
+    align: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def group_key(self, mixed_layouts: bool = False) -> tuple:
         """Examples with equal keys run in one DiT forward: the DiT only reads which slots are filled
         (names, yaws and frontal choice matter to the data, not to the forward). With ``mixed_layouts``
         (``proxy`` / ``gray``: every slot makes tokens) not even that: each sample keeps its own layout."""
         sig = None if self.layout is None else self.layout.forward_key(mixed_layouts)
-        return (sig, tuple(self.x0.shape), None if self.mfi is None else tuple(self.mfi.shape))
+        return (sig, tuple(self.x0.shape), None if self.mfi is None else tuple(self.mfi.shape),
+                None if self.align is None else tuple(self.align[0].shape))
 
 
 @dataclass
@@ -141,7 +145,7 @@ class TrainData:
         context = get(rec["empty_text"] if caption_drop else rec["text"])
 
         subjects = list(range(len(sample.subjects)))
-        layout = ref_latents = mfi = None
+        layout = ref_latents = mfi = align = None
         kept_counts: list[int] = []
         if subjects:
             if not deterministic_eval:
@@ -173,12 +177,14 @@ class TrainData:
                                            slot_anchor=cfg.references.slot_anchor)
             ref_drop = not deterministic_eval and rng.random() < aug.reference_drop
             ref_latents, mfi = self._slot_latents(rec, subjects, sources, layout, rng, deterministic_eval, ref_drop)
+            if cfg.align.enabled:
+                align = self._align_targets(rec, subjects, sources, layout, ref_drop)
             kept_counts = [len(v) for v in sources]
 
         s = sigma if sigma is not None else sample_sigma(cfg.timesteps, gen)
         noise = torch.randn(x0.shape, generator=gen)
         return Example(x0, noise, float(s), loss_weight(cfg.timesteps, s), context, ref_latents, layout, mfi,
-                       kept_counts, index)
+                       kept_counts, index, align)
 
     def _slot_latents(self, rec: dict, subjects: Sequence[int], sources: Sequence[Sequence[int]],
                       layout: ReferenceLayout, rng: random.Random, clean: bool,
@@ -220,6 +226,29 @@ class TrainData:
             mfi = torch.zeros_like(mfi) if mfi is not None else None
         return latents, mfi
 
+    def _align_targets(self, rec: dict, subjects: Sequence[int], sources: Sequence[Sequence[int]],
+                       layout: ReferenceLayout, ref_drop: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each filled slot's image features (the clean image's, as the cache encodes them) and the
+        slots that have a target: none under reference drop, whose latents are zeros."""
+        if not rec.get("vit"):
+            raise MVS2VError("the cache has no vision features for this sample: run the cache step with "
+                             "model.vision_encoder set")
+        get = self.store.get
+        feats, filled = [], []
+        for subj_pos, sl in enumerate(layout.subjects):
+            for slot in sl.slots:
+                if slot.filled:
+                    view = sources[subj_pos][slot.source]  # type: ignore[index]
+                    feats.append(get(rec["vit"][subjects[subj_pos]][view]).float())
+                else:
+                    feats.append(None)
+                filled.append(slot.filled and not ref_drop)
+        shape = next((f.shape for f in feats if f is not None), None)
+        if shape is None:
+            shape = get(rec["vit"][subjects[0]][0]).shape
+        stacked = torch.stack([f if f is not None else torch.zeros(shape) for f in feats])
+        return stacked, torch.tensor(filled, dtype=torch.bool)
+
 
 def collate(examples: Sequence[Example], text_len: int) -> TrainBatch:
     """Stack examples that share ``group_key()``; contexts are zero-padded to ``text_len`` as the DiT does."""
@@ -237,6 +266,8 @@ def collate(examples: Sequence[Example], text_len: int) -> TrainBatch:
         mfi_features=None if first.mfi is None else torch.stack([e.mfi for e in examples]),
         sample_layouts=None if first.layout is None or all(e.layout.filled == first.layout.filled for e in examples)
         else tuple(e.layout for e in examples),
+        align_features=None if first.align is None else torch.stack([e.align[0] for e in examples]),
+        align_filled=None if first.align is None else torch.stack([e.align[1] for e in examples]),
     )
 
 

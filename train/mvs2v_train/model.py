@@ -10,6 +10,7 @@ context by :meth:`~mvs2v_core.references.mfi.MFIProjector.append` -- so what is 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from mvs2v_core.references.conditioning import ReferenceConditioning
 from mvs2v_core.references.layout import ReferenceLayout
 from mvs2v_core.references.mfi import MFIProjector, ProxyTokens
 from mvs2v_core.references.settings import EmptySlotMode, ReferenceSettings
+from mvs2v_core.references.tokens import ReferenceTokenPlan
 
+from .align import BlockOutput, ReferenceAlignment
 from .config import TrainConfig
 from .curriculum import derive_seed
 from .lora import add_lora, lora_layers
@@ -48,6 +51,9 @@ class TrainBatch:
         mfi_features: frontal-view ViT features ``[B, n_subjects, tokens, vit_dim]`` or None.
         sample_layouts: one layout per sample when the samples fill different slots (``proxy`` /
             ``gray``), else None (``layout`` holds for all).
+        align_features: the alignment loss's targets, one image's vision features per slot
+            ``[B, S, tokens, vit_dim]`` (zeros for empty slots), or None.
+        align_filled: ``[B, S]`` bool, the slots that have a target (filled and not reference-dropped).
     """
 
     x0: torch.Tensor
@@ -59,6 +65,8 @@ class TrainBatch:
     layout: ReferenceLayout | None = None
     mfi_features: torch.Tensor | None = None
     sample_layouts: tuple[ReferenceLayout, ...] | None = None
+    align_features: torch.Tensor | None = None
+    align_filled: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -67,7 +75,8 @@ class TrainBatch:
     def to(self, device: torch.device) -> "TrainBatch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)
         return TrainBatch(move(self.x0), move(self.noise), move(self.sigma), move(self.weight), move(self.context),
-                          move(self.ref_latents), self.layout, move(self.mfi_features), self.sample_layouts)
+                          move(self.ref_latents), self.layout, move(self.mfi_features), self.sample_layouts,
+                          move(self.align_features), move(self.align_filled))
 
 
 class TrainableModel(nn.Module):
@@ -78,14 +87,22 @@ class TrainableModel(nn.Module):
         references: the reference settings (as at inference).
         proxy: :class:`ProxyTokens` (trained or loaded) or None.
         mfi: :class:`MFIProjector` or None.
+        align: the reference alignment loss's projector (training only), or None.
+        align_weight: that loss's weight.
     """
 
     def __init__(self, dit: WanDiT, references: ReferenceSettings, proxy: ProxyTokens | None = None,
-                 mfi: MFIProjector | None = None) -> None:
+                 mfi: MFIProjector | None = None, align: ReferenceAlignment | None = None,
+                 align_weight: float = 0.0) -> None:
         super().__init__()
         self.dit = dit
         self.proxy = proxy
         self.mfi = mfi
+        self.align = align
+        self.align_weight = float(align_weight)
+        self._align_hook = BlockOutput(dit.blocks[align.block]) if align is not None else None
+        # The last forward's alignment loss for the logs: (unweighted sum, detached; samples with a target).
+        self.last_align: tuple[torch.Tensor, int] | None = None
         self.references = references
         # DDP needs a gradient for every trainable tensor each step; FSDP does not (and shards them).
         self.touch_unused = True
@@ -148,11 +165,32 @@ class TrainableModel(nn.Module):
         s = sigma.view(-1, 1, 1, 1, 1)
         x0, noise = batch.x0.float(), batch.noise.float()
         x_t = (1.0 - s) * x0 + s * noise
-        pred = self.velocity(x_t, sigma * 1000.0, batch.context, batch.ref_latents, batch.layout, batch.mfi_features,
-                             batch.sample_layouts)
+        aligned = self._align_hook is not None and batch.align_features is not None and batch.layout is not None
+        with self._align_hook if aligned else contextlib.nullcontext():  # type: ignore[attr-defined]
+            pred = self.velocity(x_t, sigma * 1000.0, batch.context, batch.ref_latents, batch.layout,
+                                 batch.mfi_features, batch.sample_layouts)
         target = noise - x0
         per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3, 4))
-        return (per_sample * batch.weight.float()).sum() + touch
+        loss = (per_sample * batch.weight.float()).sum() + touch
+        self.last_align = None
+        if aligned:
+            # A zero-weight batch (a process whose samples all failed) adds nothing.
+            has_target = (batch.weight > 0) & batch.align_filled.any(dim=1).to(batch.weight.device)  # type: ignore[union-attr]
+            align = (self._alignment_loss(batch, tuple(x0.shape)) * has_target).sum()
+            self.last_align = (align.detach(), int(has_target.sum()))
+            loss = loss + self.align_weight * align
+        return loss
+
+    def _alignment_loss(self, batch: TrainBatch, shape: tuple[int, ...]) -> torch.Tensor:
+        """Per-sample alignment loss ``[B]`` from the block output the hook kept in this forward."""
+        hidden = self._align_hook.output  # type: ignore[union-attr]
+        if hidden is None:
+            raise MVS2VError(f"the alignment loss found no output of DiT block {self.align.block}")  # type: ignore[union-attr]
+        plan = ReferenceTokenPlan.build(self.dit.patch_grid(shape), batch.layout, self.references,  # type: ignore[arg-type]
+                                        batch.sample_layouts)
+        return self.align.per_sample_loss(  # type: ignore[union-attr]
+            hidden, plan.num_video_tokens, plan.kept, (plan.grid[1], plan.grid[2]), batch.align_features,  # type: ignore[arg-type]
+            batch.align_filled)  # type: ignore[arg-type]
 
     # ---- parameter groups ------------------------------------------------------------------------
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
@@ -166,6 +204,8 @@ class TrainableModel(nn.Module):
                 key, scale, decay = "proxy", cfg.trainable.proxy_lr_scale, 0.0
             elif name.startswith("mfi."):
                 key, scale, decay = "mfi", cfg.trainable.mfi_lr_scale, cfg.train.weight_decay
+            elif name.startswith("align."):
+                key, scale, decay = "align", 1.0, cfg.train.weight_decay
             else:
                 key, scale, decay = "dit", 1.0, cfg.train.weight_decay
             g = groups.setdefault(key, {"name": key, "params": [], "param_names": [], "lr_scale": scale,
@@ -244,7 +284,7 @@ def build_model(cfg: TrainConfig, device: torch.device | str = "cpu") -> Trainab
         proxy.to(device)
 
     mfi = None
-    if cfg.model.vision_encoder or (adapter is not None and adapter.has_mfi):
+    if cfg.trainable.mfi or (adapter is not None and adapter.has_mfi):
         if adapter is not None and adapter.has_mfi:
             vit_dim = int(adapter.mfi_weight.shape[1])  # type: ignore[union-attr]
         else:
@@ -259,10 +299,27 @@ def build_model(cfg: TrainConfig, device: torch.device | str = "cpu") -> Trainab
         mfi.requires_grad_(cfg.trainable.mfi)
         mfi.to(device)
 
-    model = TrainableModel(dit, refs, proxy, mfi)
+    align = _build_alignment(cfg, dcfg, seed, device)
+    model = TrainableModel(dit, refs, proxy, mfi, align, cfg.align.weight)
     if not model.trainable_parameters():
         raise MVS2VError("nothing to train: the config's [trainable] parts are all off or absent")
     return model
+
+
+def _build_alignment(cfg: TrainConfig, dcfg: WanConfig, seed: int,
+                     device: torch.device | str) -> ReferenceAlignment | None:
+    """The alignment loss's projector (``[align]``), or None when the loss is off."""
+    if not cfg.align.enabled:
+        return None
+    block = cfg.align.block if cfg.align.block is not None else dcfg.num_layers // 3
+    if block >= dcfg.num_layers:
+        raise MVS2VError(f"align.block = {block} but the DiT has {dcfg.num_layers} blocks (0..{dcfg.num_layers - 1}): "
+                         "give a block inside it, or leave align.block out for a third of the depth")
+    feature_dim = vision_width(cfg.resolve(cfg.model.vision_encoder))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "align"))
+        align = ReferenceAlignment(dcfg.dim, feature_dim, cfg.align.projector_dim, block)
+    return align.to(device)
 
 
 def has_lora(model: TrainableModel) -> bool:

@@ -409,7 +409,8 @@ class _TrainingRun:
                 self.bar.update(1)
                 self.bar.set_postfix(stage=pos.stage.name, loss=f"{loss_ema:.4f}", lr=f"{lr:.2e}", refresh=False)
             if self.main and (step % self.cfg.logging.every_n_steps == 0 or step == end):
-                self._log_step(step, pos.index, step_loss, lr, grad_norm)
+                align = float(stats[4] / stats[5]) if stats[5] > 0 else None
+                self._log_step(step, pos.index, step_loss, lr, grad_norm, align)
             every = self.cfg.logging.sync_check_every_n_steps
             if every and step % every == 0:
                 self.sync_check(step)
@@ -460,18 +461,24 @@ class _TrainingRun:
 
     def _optimizer_step(self, units: list[Any], local_skips: int) -> tuple[torch.Tensor, float | None]:
         """Forward and backward of every unit (gradients all-reduced once, on the last), clipping, AdamW.
-        Returns the step's ``[loss sum, samples used, skips, stop requested]``, summed over processes, and the
-        gradient norm before clipping."""
+        Returns the step's ``[loss sum, samples used, skips, stop requested, alignment loss sum, samples with an
+        alignment target]``, summed over processes, and the gradient norm before clipping."""
         acc, t = self.accelerator, self.cfg.train
         norm = 1.0 / (t.batch_size * t.gradient_accumulation_steps)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        used = 0
+        align_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        used = aligned = 0
         for k, unit in enumerate(units):
             ctx = contextlib.nullcontext() if k == len(units) - 1 else acc.no_sync(self.prepared)
             with ctx:
                 with acc.autocast():
                     loss = self.prepared(unit.to(self.device) if unit is not None else None)
                 acc.backward(loss * norm)
+            if self.inner.last_align is not None:  # the logged loss is the velocity loss; alignment apart
+                align, with_target = self.inner.last_align
+                align_sum += align.double()
+                aligned += with_target
+                loss = loss - self.inner.align_weight * align
             loss_sum += loss.detach().double()
             used += int((unit.weight > 0).sum()) if unit is not None else 0
         grad_norm = None
@@ -480,7 +487,8 @@ class _TrainingRun:
             grad_norm = float(gn) if gn is not None else None
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        stats = torch.tensor([float(loss_sum), used, local_skips, float(self.stop_requested)],
+        stats = torch.tensor([float(loss_sum), used, local_skips, float(self.stop_requested), float(align_sum),
+                              aligned],
                              dtype=torch.float64, device=self.device)
         if self.world > 1:
             stats = acc.reduce(stats, reduction="sum")
@@ -500,9 +508,12 @@ class _TrainingRun:
                              "instead of fp16; resume from the last checkpoint")
         return step_loss
 
-    def _log_step(self, step: int, stage: int, loss: float, lr: float, grad_norm: float | None) -> None:
+    def _log_step(self, step: int, stage: int, loss: float, lr: float, grad_norm: float | None,
+                  align: float | None = None) -> None:
+        """``loss``: the velocity loss per sample; ``align``: the alignment loss per sample that has a target."""
+        extra = {} if align is None else {"align_loss": align}
         self.jlog.write(event="step", step=step, stage=stage, loss=loss, lr=lr, grad_norm=grad_norm,
-                        samples_seen=self.samples_seen, skipped=self.skipped)
+                        samples_seen=self.samples_seen, skipped=self.skipped, **extra)
         w = self.writer
         if w is not None:
             w.add_scalar("train/loss", loss, step)
@@ -511,6 +522,8 @@ class _TrainingRun:
             w.add_scalar("data/skipped_samples", self.skipped, step)
             if grad_norm is not None:
                 w.add_scalar("train/grad_norm", grad_norm, step)
+            if align is not None:
+                w.add_scalar("train/align_loss", align, step)
 
     def _finish(self) -> None:
         """The run is complete: export the adapter (FSDP: from the full checkpoint just written)."""
