@@ -175,7 +175,8 @@ class TrainableModel(nn.Module):
         self.last_align = None
         if aligned:
             # A zero-weight batch (a process whose samples all failed) adds nothing.
-            has_target = (batch.weight > 0) & batch.align_filled.any(dim=1).to(batch.weight.device)  # type: ignore[union-attr]
+            assert batch.align_filled is not None
+            has_target = (batch.weight > 0) & batch.align_filled.any(dim=1).to(batch.weight.device)
             align = (self._alignment_loss(batch, tuple(x0.shape)) * has_target).sum()
             self.last_align = (align.detach(), int(has_target.sum()))
             loss = loss + self.align_weight * align
@@ -183,14 +184,15 @@ class TrainableModel(nn.Module):
 
     def _alignment_loss(self, batch: TrainBatch, shape: tuple[int, ...]) -> torch.Tensor:
         """Per-sample alignment loss ``[B]`` from the block output the hook kept in this forward."""
-        hidden = self._align_hook.output  # type: ignore[union-attr]
+        assert self.align is not None and self._align_hook is not None and batch.layout is not None
+        assert batch.align_features is not None and batch.align_filled is not None
+        hidden = self._align_hook.output
         if hidden is None:
-            raise MVS2VError(f"the alignment loss found no output of DiT block {self.align.block}")  # type: ignore[union-attr]
-        plan = ReferenceTokenPlan.build(self.dit.patch_grid(shape), batch.layout, self.references,  # type: ignore[arg-type]
+            raise MVS2VError(f"the alignment loss found no output of DiT block {self.align.block}")
+        plan = ReferenceTokenPlan.build(self.dit.patch_grid(shape), batch.layout, self.references,
                                         batch.sample_layouts)
-        return self.align.per_sample_loss(  # type: ignore[union-attr]
-            hidden, plan.num_video_tokens, plan.kept, (plan.grid[1], plan.grid[2]), batch.align_features,  # type: ignore[arg-type]
-            batch.align_filled)  # type: ignore[arg-type]
+        return self.align.per_sample_loss(hidden, plan.num_video_tokens, plan.kept, (plan.grid[1], plan.grid[2]),
+                                          batch.align_features, batch.align_filled)
 
     # ---- parameter groups ------------------------------------------------------------------------
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
