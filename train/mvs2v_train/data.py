@@ -198,19 +198,17 @@ class TrainData:
         else:
             empty = torch.zeros(c, h, w)  # ignored by the DiT under proxy / drop
         frames = []
-        for subj_pos, sl in enumerate(layout.subjects):
-            subj = subjects[subj_pos]
-            for slot in sl.slots:
-                if not slot.filled:
-                    frames.append(empty)
-                    continue
-                view = sources[subj_pos][slot.source]  # type: ignore[index]
-                keys = rec["refs"][subj][view]
-                if clean or len(keys) == 1 or rng.random() < aug.clean_prob:
-                    key = keys[0]
-                else:
-                    key = keys[rng.randrange(1, len(keys))]
-                frames.append(get(key))
+        for source in slot_views(layout, subjects, sources):
+            if source is None:
+                frames.append(empty)
+                continue
+            subj, view = source
+            keys = rec["refs"][subj][view]
+            if clean or len(keys) == 1 or rng.random() < aug.clean_prob:
+                key = keys[0]
+            else:
+                key = keys[rng.randrange(1, len(keys))]
+            frames.append(get(key))
         latents = torch.stack(frames, dim=1)
         mfi = None
         if rec.get("vit"):
@@ -234,20 +232,25 @@ class TrainData:
             raise MVS2VError("the cache has no vision features for this sample: run the cache step with "
                              "model.vision_encoder set")
         get = self.store.get
-        feats, filled = [], []
-        for subj_pos, sl in enumerate(layout.subjects):
-            for slot in sl.slots:
-                if slot.filled:
-                    view = sources[subj_pos][slot.source]  # type: ignore[index]
-                    feats.append(get(rec["vit"][subjects[subj_pos]][view]).float())
-                else:
-                    feats.append(None)
-                filled.append(slot.filled and not ref_drop)
+        views = slot_views(layout, subjects, sources)
+        feats = [None if v is None else get(rec["vit"][v[0]][v[1]]).float() for v in views]
+        filled = [v is not None and not ref_drop for v in views]
         shape = next((f.shape for f in feats if f is not None), None)
         if shape is None:
             shape = get(rec["vit"][subjects[0]][0]).shape
         stacked = torch.stack([f if f is not None else torch.zeros(shape) for f in feats])
         return stacked, torch.tensor(filled, dtype=torch.bool)
+
+
+def slot_views(layout: ReferenceLayout, subjects: Sequence[int],
+               sources: Sequence[Sequence[int]]) -> list[tuple[int, int] | None]:
+    """Per slot of ``layout``, in slot order: the (manifest subject, view) whose image fills it, or None."""
+    out: list[tuple[int, int] | None] = []
+    for subj_pos, sl in enumerate(layout.subjects):
+        for slot in sl.slots:
+            view = sources[subj_pos][slot.source] if slot.filled else None  # type: ignore[index]
+            out.append(None if view is None else (subjects[subj_pos], view))
+    return out
 
 
 def collate(examples: Sequence[Example], text_len: int) -> TrainBatch:
